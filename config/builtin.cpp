@@ -1,0 +1,46 @@
+// Configs that come from no file: the built-in default and the --listen/--upstream form.
+#include "config/bind_claims.hpp"
+#include "config/config.hpp"
+#include "config/workers.hpp"
+
+namespace halfpipe::config {
+namespace {
+
+// Errors from the shared parsers name no option; the command line needs it named.
+host_port parse_option(const std::string& option, const std::string& text, bool require_ip_literal) {
+    try {
+        return parse_host_port(text, require_ip_literal);
+    } catch (const config_error& e) {
+        throw config_error(option + ": " + e.what());
+    }
+}
+
+config single_listener(host_port bind, host_port upstream) {
+    config result;
+    result.workers = resolve_workers(0);
+    listener_config listener;
+    listener.name = "default";
+    listener.bind.push_back(std::move(bind));
+    listener.upstream.address = std::move(upstream);
+    result.listeners.push_back(std::move(listener));
+    return result;
+}
+
+}  // namespace
+
+config default_config() { return single_listener({"127.0.0.1", 8080}, {"127.0.0.1", 9000}); }
+
+config quick_config(const std::string& listen, const std::string& upstream) {
+    auto bind = parse_option("--listen", listen, true);
+    auto target = parse_option("--upstream", upstream, false);
+    if (target.port == 0) throw config_error("--upstream: port 0 is not allowed for an upstream (expected 1..65535)");
+
+    auto result = single_listener(std::move(bind), std::move(target));
+    bind_claims claims;
+    if (result.admin) claims.claim(*result.admin, "the admin address");
+    if (auto owner = claims.claim(result.listeners.front().bind.front(), "--listen"))
+        throw config_error("--listen: " + result.listeners.front().bind.front().to_string() + " is already " + *owner);
+    return result;
+}
+
+}  // namespace halfpipe::config

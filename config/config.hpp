@@ -1,0 +1,97 @@
+#pragma once
+// The validated, immutable configuration. Nothing here knows about sockets: the
+// server layer turns these values into endpoints and socket options.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/close_kind.hpp"
+
+namespace halfpipe::config {
+
+using duration = std::chrono::milliseconds;
+using namespace std::chrono_literals;
+
+// "127.0.0.1:80", "[::1]:80", "example.org:443". host is kept without brackets.
+struct host_port {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string to_string() const;  // brackets IPv6 literals again
+    bool operator==(const host_port&) const = default;
+};
+
+struct keepalive_config {
+    std::chrono::seconds idle{60};
+    std::chrono::seconds interval{10};
+    int probes = 6;
+    bool operator==(const keepalive_config&) const = default;
+};
+
+struct timeouts_config {
+    duration connect = 5s;
+    std::optional<duration> idle = 1h;          // no byte either way; nullopt = off
+    std::optional<duration> half_close = 60s;  // one direction finished, the other idle
+    std::optional<duration> max_lifetime;       // off by default
+    duration rst_flush = 1s;  // bytes already read still leave before an RST is passed on
+    bool operator==(const timeouts_config&) const = default;
+};
+
+struct upstream_config {
+    host_port address;                          // host may be a DNS name, resolved per connection
+    std::optional<std::string> source_address;  // IP literal; bound with IP_BIND_ADDRESS_NO_PORT
+    close_kind connect_failure = close_kind::abortive_rst;  // rst or close
+    bool operator==(const upstream_config&) const = default;
+};
+
+struct listener_config {
+    std::string name;
+    std::vector<host_port> bind;  // IP literals only (IPv4 or IPv6)
+    upstream_config upstream;
+    timeouts_config timeouts;
+    std::size_t buffer_size = 64 * 1024;  // per direction, borrowed only while bytes move
+    std::optional<std::size_t> max_connections;
+    int backlog = 4096;
+    bool tcp_nodelay = true;
+    std::optional<keepalive_config> keepalive;
+    // How halfpipe closes when it is the one ending a connection (timeouts, errors,
+    // limits, drain expiry). rst leaves no TIME_WAIT on halfpipe's side.
+    close_kind linger = close_kind::abortive_rst;
+    bool operator==(const listener_config&) const = default;
+};
+
+struct config {
+    unsigned workers = 0;  // resolved on load: 0 in YAML (or absent) means one per core
+    duration drain_timeout = 30s;
+    bool access_log = true;
+    std::optional<host_port> admin = host_port{"127.0.0.1", 9901};
+    std::vector<listener_config> listeners;
+    bool operator==(const config&) const = default;
+};
+
+// Thrown for any invalid configuration. what() names the source, line, and key.
+struct config_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// YAML text → validated config. source_name appears in error messages ("halfpipe.yaml:12: ...").
+config load_string(const std::string& yaml_text, const std::string& source_name = "<string>");
+config load_file(const std::string& path);
+
+// The built-in config used when neither --config nor --listen is given (documented in README).
+config default_config();
+
+// The quick form: one listener "default" from --listen to --upstream, defaults otherwise.
+config quick_config(const std::string& listen, const std::string& upstream);
+
+// Parsers shared by the loader and the command line; throw config_error on bad input.
+host_port parse_host_port(const std::string& text, bool require_ip_literal);
+// "250ms", "5s", "2m", "1h", "1h30m"; "off" → nullopt (only where allow_off)
+std::optional<duration> parse_duration(const std::string& text, bool allow_off);
+std::size_t parse_size(const std::string& text);  // "65536", "64KiB", "1MiB"
+bool is_ip_literal(const std::string& host);
+
+}  // namespace halfpipe::config

@@ -1,0 +1,129 @@
+#include "server/cli.hpp"
+
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <thread>
+
+namespace halfpipe {
+
+namespace po = boost::program_options;
+
+namespace {
+
+po::options_description describe() {
+    po::options_description options("halfpipe " HALFPIPE_VERSION " — TCP proxy with exact close semantics\n\nOptions");
+    // clang-format off
+    options.add_options()
+        ("help,h", "show this help and exit")
+        ("version", "print the version and exit")
+        ("config,c", po::value<std::string>(), "YAML config file (see config/halfpipe.example.yaml)")
+        ("check", "with --config: validate the file, print the result, exit 0 (valid) or 1")
+        ("listen", po::value<std::string>(), "quick form: listen address, e.g. 127.0.0.1:8080 or [::1]:8080")
+        ("upstream", po::value<std::string>(), "quick form: upstream address, host:port")
+        ("admin", po::value<std::string>(), "admin endpoint address, or off")
+        ("workers", po::value<unsigned>(), "worker threads (0 = one per core)")
+        ("drain-timeout", po::value<std::string>(), "how long live connections may finish after SIGTERM, e.g. 30s")
+        ("connect-timeout", po::value<std::string>(), "upstream connect timeout, every listener")
+        ("idle-timeout", po::value<std::string>(), "idle timeout (or off), every listener")
+        ("half-close-timeout", po::value<std::string>(), "half-close timeout (or off), every listener")
+        ("max-connections", po::value<std::size_t>(), "max concurrent connections per listener");
+    // clang-format on
+    return options;
+}
+
+std::string text(const po::variables_map& vm, const char* key) { return vm[key].as<std::string>(); }
+
+// A bad flag is reported like a bad config key: named, so the user knows what to fix.
+std::optional<config::duration> flag_duration(const po::variables_map& vm, const char* key, bool allow_off) {
+    try {
+        return config::parse_duration(text(vm, key), allow_off);
+    } catch (const config::config_error& e) {
+        throw config::config_error(std::string("--") + key + ": " + e.what());
+    }
+}
+
+void apply_overrides(const po::variables_map& vm, config::config& cfg) {
+    if (vm.count("admin")) {
+        auto value = text(vm, "admin");
+        cfg.admin = value == "off" ? std::nullopt : std::optional(config::parse_host_port(value, true));
+    }
+    if (vm.count("workers")) {
+        auto n = vm["workers"].as<unsigned>();
+        cfg.workers = n ? n : std::max(1u, std::thread::hardware_concurrency());
+    }
+    if (vm.count("drain-timeout")) cfg.drain_timeout = *flag_duration(vm, "drain-timeout", false);
+    for (auto& l : cfg.listeners) {
+        if (vm.count("connect-timeout")) l.timeouts.connect = *flag_duration(vm, "connect-timeout", false);
+        if (vm.count("idle-timeout")) l.timeouts.idle = flag_duration(vm, "idle-timeout", true);
+        if (vm.count("half-close-timeout")) l.timeouts.half_close = flag_duration(vm, "half-close-timeout", true);
+        if (vm.count("max-connections")) l.max_connections = vm["max-connections"].as<std::size_t>();
+    }
+}
+
+cli_result exit_with(int code) {
+    cli_result r;
+    r.what = cli_result::action::exit;
+    r.exit_code = code;
+    return r;
+}
+
+}  // namespace
+
+cli_result parse_cli(int argc, char** argv) {
+    auto options = describe();
+    po::variables_map vm;
+    try {
+        po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        std::cerr << "halfpipe: " << e.what() << "\n(try --help)\n";
+        return exit_with(2);
+    }
+    if (vm.count("help")) {
+        std::cout << options << "\nWith neither --config nor --listen, halfpipe runs its built-in config:\n"
+                  << "  127.0.0.1:8080 -> 127.0.0.1:9000, admin on 127.0.0.1:9901.\n";
+        return exit_with(0);
+    }
+    if (vm.count("version")) {
+        std::cout << "halfpipe " HALFPIPE_VERSION "\n";
+        return exit_with(0);
+    }
+    if (vm.count("listen") != vm.count("upstream")) {
+        std::cerr << "halfpipe: --listen and --upstream go together\n";
+        return exit_with(2);
+    }
+    if (vm.count("listen") && vm.count("config")) {
+        std::cerr << "halfpipe: use either --config or --listen/--upstream\n";
+        return exit_with(2);
+    }
+    if (vm.count("check") && !vm.count("config")) {
+        std::cerr << "halfpipe: --check needs --config FILE\n";
+        return exit_with(2);
+    }
+
+    cli_result r;
+    try {
+        if (vm.count("config")) {
+            r.source = text(vm, "config");
+            r.cfg = config::load_file(r.source);
+        } else if (vm.count("listen")) {
+            r.source = "command line";
+            r.cfg = config::quick_config(text(vm, "listen"), text(vm, "upstream"));
+        } else {
+            r.source = "built-in default";
+            r.cfg = config::default_config();
+        }
+        apply_overrides(vm, r.cfg);
+    } catch (const config::config_error& e) {
+        std::cerr << "halfpipe: invalid configuration: " << e.what() << "\n";
+        return exit_with(vm.count("check") ? 1 : 2);
+    }
+    if (vm.count("check")) {
+        std::cout << r.source << ": configuration is valid (" << r.cfg.listeners.size() << " listener"
+                  << (r.cfg.listeners.size() == 1 ? "" : "s") << ")\n";
+        return exit_with(0);
+    }
+    return r;
+}
+
+}  // namespace halfpipe

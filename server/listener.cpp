@@ -1,0 +1,87 @@
+#include "server/listener.hpp"
+
+#include <chrono>
+
+#include "common/log.hpp"
+#include "server/access_log.hpp"
+#include "server/relay.hpp"
+#include "server/socket_options.hpp"
+#include "server/worker.hpp"
+
+namespace halfpipe {
+
+namespace {
+
+using namespace std::chrono_literals;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+// Out of descriptors, accept() fails again at once: pause instead of spinning,
+// while the connections already open finish and give descriptors back.
+constexpr auto resource_backoff = 100ms;
+constexpr auto resource_log_interval = 1s;
+
+// Errors that concern one client only: take the next one at once.
+bool is_per_connection(const boost::system::error_code& ec) {
+    return ec == net::error::connection_aborted || ec == boost::system::errc::protocol_error ||
+           ec == boost::system::errc::operation_not_permitted;
+}
+
+std::string_view accept_error_name(const boost::system::error_code& ec) {
+    if (ec == boost::system::errc::too_many_files_open) return "emfile";
+    if (ec == boost::system::errc::too_many_files_open_in_system) return "enfile";
+    if (ec == boost::system::errc::no_buffer_space) return "enobufs";
+    if (ec == boost::system::errc::not_enough_memory) return "enomem";
+    return "other";
+}
+
+}  // namespace
+
+tcp::acceptor open_acceptor(net::io_context& context, const tcp::endpoint& endpoint, int backlog) {
+    tcp::acceptor acceptor(context);
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(net::socket_base::reuse_address(true));
+    set_reuse_port(acceptor);
+    if (endpoint.address().is_v6()) acceptor.set_option(net::ip::v6_only(true));
+    acceptor.bind(endpoint);
+    acceptor.listen(backlog);
+    return acceptor;
+}
+
+net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp::acceptor& acceptor) {
+    net::steady_timer backoff(co_await net::this_coro::executor);
+    auto last_resource_log = std::chrono::steady_clock::time_point{};
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+        if (!acceptor.is_open()) co_return;
+        if (ec) {
+            if (is_per_connection(ec)) continue;
+            auto resource = accept_error_name(ec);
+            listener.metrics.accept_error(resource);
+            auto now = std::chrono::steady_clock::now();
+            if (now - last_resource_log >= resource_log_interval) {
+                last_resource_log = now;
+                log::get().warn("event=accept_error listener={} reason={} error=\"{}\" backoff_ms={}", listener.cfg.name,
+                                resource, ec.message(), resource_backoff.count());
+            }
+            backoff.expires_after(resource_backoff);
+            co_await backoff.async_wait(use_tuple);
+            if (!acceptor.is_open()) co_return;
+            continue;
+        }
+        listener.metrics.accepted->Increment();
+        // Count first, then check: workers accept concurrently and share the count.
+        auto live_before = listener.live.fetch_add(1, std::memory_order_relaxed);
+        if (listener.cfg.max_connections && live_before >= *listener.cfg.max_connections) {
+            listener.live.fetch_sub(1, std::memory_order_relaxed);
+            listener.metrics.rejected_max_connections->Increment();
+            listener.metrics.closed_with({initiator::proxy, close_how::limit, "max_connections"});
+            log_rejected(owner, listener, socket, {initiator::proxy, close_how::limit, "max_connections"});
+            close_socket(socket, close_kind::abortive_rst);
+            continue;
+        }
+        net::co_spawn(owner.context(), run_session(owner, listener, std::move(socket)), [](std::exception_ptr e) {
+            if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value in the relay
+        });
+    }
+}
+
+}  // namespace halfpipe

@@ -1,0 +1,48 @@
+#include "server/session.hpp"
+
+#include "server/listener_runtime.hpp"
+#include "server/socket_options.hpp"
+
+namespace halfpipe {
+
+std::string_view to_string(relay_state state) noexcept {
+    switch (state) {
+        case relay_state::connecting: return "connecting";
+        case relay_state::established: return "established";
+        case relay_state::client_fin: return "client_fin";
+        case relay_state::upstream_fin: return "upstream_fin";
+        case relay_state::closing: return "closing";
+    }
+    return "unknown";
+}
+
+session::session(std::uint64_t id_, worker& owner_, listener_runtime& listener_, tcp::socket client_)
+    : id(id_),
+      owner(owner_),
+      listener(listener_),
+      client(std::move(client_)),
+      upstream(client.get_executor()),
+      started(clock::now()),
+      last_activity(started) {
+    boost::system::error_code ignored;
+    client_endpoint = client.remote_endpoint(ignored);
+    listener.metrics.state_change(std::nullopt, state);
+}
+
+session::~session() { listener.metrics.state_change(state, std::nullopt); }
+
+void session::set_state(relay_state next) noexcept {
+    listener.metrics.state_change(state, next);
+    state = next;
+}
+
+void session::terminate(close_outcome why) noexcept {
+    if (terminating) return;
+    terminating = true;
+    note_outcome(why);
+    set_state(relay_state::closing);
+    close_socket(client, listener.cfg.linger);
+    close_socket(upstream, listener.cfg.linger);
+}
+
+}  // namespace halfpipe

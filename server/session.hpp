@@ -1,0 +1,76 @@
+#pragma once
+// The state of one relayed connection. It lives in the frame of the connection's
+// coroutine; the worker links it into its registry so drain and admin can reach it.
+#include <array>
+#include <boost/intrusive/list.hpp>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+#include "common/close_outcome.hpp"
+#include "common/net.hpp"
+
+namespace halfpipe {
+
+struct listener_runtime;
+class worker;
+
+enum class relay_state { connecting, established, client_fin, upstream_fin, closing };
+std::string_view to_string(relay_state state) noexcept;
+
+// Index into per-direction arrays.
+enum direction : std::size_t { to_upstream = 0, to_client = 1 };
+
+using session_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+struct session : session_hook {
+    using clock = std::chrono::steady_clock;
+
+    session(std::uint64_t id, worker& owner, listener_runtime& listener, tcp::socket client);
+    ~session();
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
+
+    std::uint64_t id;
+    worker& owner;
+    listener_runtime& listener;
+    tcp::socket client;
+    tcp::socket upstream;
+    tcp::endpoint client_endpoint;
+    std::optional<tcp::endpoint> upstream_endpoint;
+
+    clock::time_point started;
+    clock::time_point last_activity;
+    std::optional<clock::time_point> half_closed_since;  // first FIN passed on
+    std::array<std::uint64_t, 2> bytes{};
+    std::array<bool, 2> finished{};  // FIN passed on in that direction
+    std::array<bool, 2> writing{};   // a write in that direction is in flight
+    relay_state state = relay_state::connecting;  // change through set_state: it keeps the gauges
+    std::optional<close_outcome> outcome;  // the first close, who and how
+    bool terminating = false;             // set once; every await checks it
+    // The watchdog sleeps until the nearest deadline; a first FIN brings the
+    // half-close deadline forward, so the relay wakes it to recompute.
+    net::steady_timer* watchdog_timer = nullptr;
+    bool watchdog_rearm = false;
+    void poke_watchdog() noexcept {
+        if (!watchdog_timer) return;
+        watchdog_rearm = true;
+        watchdog_timer->cancel();
+    }
+
+    void touch() noexcept { last_activity = clock::now(); }
+    void set_state(relay_state next) noexcept;
+    std::optional<initiator> first_fin;    // who half-closed first, even if a reset came later
+    boost::system::error_code error;       // the I/O error behind how=error, for the log
+    // The first end wins, except that a reset, timeout or error after a FIN is what
+    // really ended the connection and replaces it.
+    void note_outcome(close_outcome o) noexcept {
+        if (!outcome || (outcome->how == close_how::fin && o.how != close_how::fin)) outcome = o;
+    }
+    // Ends the connection from halfpipe's side: both sockets closed per the listener's linger policy.
+    void terminate(close_outcome why) noexcept;
+};
+
+using session_list = boost::intrusive::list<session, boost::intrusive::constant_time_size<false>>;
+
+}  // namespace halfpipe

@@ -1,0 +1,74 @@
+#include "server/socket_options.hpp"
+
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+namespace halfpipe {
+
+namespace {
+template <typename Socket>
+void set_int(Socket& socket, int level, int name, int value) noexcept {
+    ::setsockopt(socket.native_handle(), level, name, &value, sizeof value);
+}
+}  // namespace
+
+void close_socket(tcp::socket& socket, close_kind kind) noexcept {
+    if (!socket.is_open()) return;
+    boost::system::error_code ignored;
+    switch (kind) {
+        case close_kind::abortive_rst:
+            socket.set_option(net::socket_base::linger(true, 0), ignored);
+            break;
+        case close_kind::graceful_fin:
+            socket.shutdown(tcp::socket::shutdown_send, ignored);
+            break;
+        case close_kind::immediate:
+            break;
+    }
+    socket.close(ignored);
+}
+
+void set_reuse_port(tcp::acceptor& acceptor) {
+    using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+    acceptor.set_option(reuse_port(true));
+}
+
+void apply_stream_options(tcp::socket& socket, const config::listener_config& cfg) noexcept {
+    boost::system::error_code ignored;
+    if (cfg.tcp_nodelay) socket.set_option(tcp::no_delay(true), ignored);
+    if (cfg.keepalive) {
+        socket.set_option(net::socket_base::keep_alive(true), ignored);
+        set_int(socket, IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(cfg.keepalive->idle.count()));
+        set_int(socket, IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(cfg.keepalive->interval.count()));
+        set_int(socket, IPPROTO_TCP, TCP_KEEPCNT, cfg.keepalive->probes);
+    }
+    // The relay reads with a non-blocking read_some after waiting for readability.
+    socket.non_blocking(true, ignored);
+}
+
+void set_bind_address_no_port(tcp::socket& socket) noexcept {
+    set_int(socket, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+}
+
+std::size_t unacked_bytes(tcp::socket& socket) noexcept {
+    int pending = 0;
+    if (!socket.is_open() || ::ioctl(socket.native_handle(), SIOCOUTQ, &pending) != 0) return 0;
+    return pending > 0 ? static_cast<std::size_t>(pending) : 0;
+}
+
+std::optional<int> kernel_tcp_state(tcp::socket& socket) noexcept {
+    if (!socket.is_open()) return std::nullopt;
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(socket.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return std::nullopt;
+    return info.tcpi_state;
+}
+
+}  // namespace halfpipe

@@ -1,0 +1,28 @@
+#pragma once
+// Socket-level policies, each a thin named wrapper so that relay code reads as policy.
+#include <chrono>
+#include <cstddef>
+#include <optional>
+
+#include "common/close_kind.hpp"
+#include "common/net.hpp"
+#include "config/config.hpp"
+
+namespace halfpipe {
+
+// Ends a socket the way `kind` says; safe on an already closed socket.
+void close_socket(tcp::socket& socket, close_kind kind) noexcept;
+
+void set_reuse_port(tcp::acceptor& acceptor);
+void apply_stream_options(tcp::socket& socket, const config::listener_config& cfg) noexcept;
+// Lets the kernel pick the source port at connect() time, not bind() time, so a
+// fixed source address does not cap us at one port range per listener.
+void set_bind_address_no_port(tcp::socket& socket) noexcept;
+
+// Bytes written to the socket that the peer has not yet acknowledged.
+std::size_t unacked_bytes(tcp::socket& socket) noexcept;
+
+// The kernel's TCP state (TCP_ESTABLISHED, TCP_CLOSE_WAIT, ...) or nullopt.
+std::optional<int> kernel_tcp_state(tcp::socket& socket) noexcept;
+
+}  // namespace halfpipe

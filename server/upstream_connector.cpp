@@ -1,0 +1,86 @@
+#include "server/upstream_connector.hpp"
+
+#include <chrono>
+
+#include "server/socket_options.hpp"
+
+namespace halfpipe {
+
+namespace {
+
+using namespace net::experimental::awaitable_operators;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+std::string_view classify(const boost::system::error_code& ec) {
+    if (ec == net::error::connection_refused) return "connect_refused";
+    if (ec == net::error::timed_out) return "connect_timeout";
+    if (ec == net::error::network_unreachable || ec == net::error::host_unreachable) return "connect_unreachable";
+    // The kernel found no free (address, port) tuple toward this upstream.
+    if (ec == boost::system::errc::address_not_available) return "port_exhausted";
+    return "connect_error";
+}
+
+net::awaitable<std::vector<tcp::endpoint>> resolve(listener_runtime& listener, net::steady_timer& deadline,
+                                                   boost::system::error_code& error) {
+    if (!listener.upstream_literal.empty()) co_return listener.upstream_literal;
+    tcp::resolver resolver(co_await net::this_coro::executor);
+    const auto& address = listener.cfg.upstream.address;
+    auto result = co_await (resolver.async_resolve(address.host, std::to_string(address.port), use_tuple) ||
+                            deadline.async_wait(use_tuple));
+    std::vector<tcp::endpoint> endpoints;
+    if (result.index() == 1) {
+        error = net::error::timed_out;
+        co_return endpoints;
+    }
+    auto [ec, results] = std::get<0>(result);
+    error = ec;
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    co_return endpoints;
+}
+
+}  // namespace
+
+net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp::socket& socket,
+                                                tcp::endpoint& connected_to) {
+    net::steady_timer deadline(co_await net::this_coro::executor, listener.cfg.timeouts.connect);
+    boost::system::error_code resolve_error;
+    auto endpoints = co_await resolve(listener, deadline, resolve_error);
+    if (endpoints.empty()) {
+        if (resolve_error == net::error::timed_out) co_return connect_result{false, "connect_timeout", resolve_error};
+        co_return connect_result{false, "resolve_failed", resolve_error};
+    }
+
+    boost::system::error_code last_error;
+    for (const auto& endpoint : endpoints) {
+        boost::system::error_code ec;
+        if (socket.is_open()) socket.close(ec);
+        socket.open(endpoint.protocol(), ec);
+        if (ec) {
+            last_error = ec;
+            continue;
+        }
+        if (listener.source_address) {
+            if (listener.source_address->is_v6() != endpoint.address().is_v6()) continue;
+            set_bind_address_no_port(socket);
+            socket.bind(tcp::endpoint(*listener.source_address, 0), ec);
+            if (ec) {
+                last_error = ec;
+                continue;
+            }
+        }
+        auto result = co_await (socket.async_connect(endpoint, use_tuple) || deadline.async_wait(use_tuple));
+        if (result.index() == 1) co_return connect_result{false, "connect_timeout", net::error::timed_out};
+        auto [connect_error] = std::get<0>(result);
+        // ECONNRESET here means the upstream accepted and reset before we looked:
+        // what it sent first is still queued, and the relay passes it on, then the reset.
+        if (!connect_error || connect_error == net::error::connection_reset) {
+            connected_to = endpoint;
+            co_return connect_result{true, {}, {}};
+        }
+        if (connect_error == net::error::operation_aborted) co_return connect_result{false, "aborted", connect_error};
+        last_error = connect_error;
+    }
+    co_return connect_result{false, classify(last_error), last_error};
+}
+
+}  // namespace halfpipe

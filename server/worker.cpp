@@ -1,0 +1,53 @@
+#include "server/worker.hpp"
+
+#include "common/log.hpp"
+#include "server/listener.hpp"
+
+namespace halfpipe {
+
+namespace {
+// Enough to absorb a burst without returning memory to malloc on every connection.
+constexpr std::size_t max_idle_buffers = 64;
+}  // namespace
+
+worker::worker(std::size_t index, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
+               std::atomic<std::uint64_t>& session_ids, bool access_log)
+    : index_(index), session_ids_(session_ids), access_log_(access_log) {
+    for (const auto& l : listeners) pools_.push_back(std::make_unique<buffer_pool>(l->cfg.buffer_size, max_idle_buffers));
+}
+
+void worker::add_acceptor(listener_runtime& listener, tcp::acceptor acceptor) {
+    acceptors_.push_back(std::make_unique<bound_acceptor>(bound_acceptor{&listener, std::move(acceptor)}));
+}
+
+void worker::start() {
+    for (auto& a : acceptors_) {
+        net::co_spawn(context_, accept_loop(*this, *a->listener, a->acceptor), [](std::exception_ptr e) {
+            if (e) std::rethrow_exception(e);  // a bug: the accept loop handles every I/O outcome itself
+        });
+    }
+    thread_ = std::thread([this] { context_.run(); });
+}
+
+void worker::stop_accepting() {
+    net::post(context_, [this] {
+        for (auto& a : acceptors_) {
+            boost::system::error_code ignored;
+            a->acceptor.close(ignored);
+        }
+    });
+}
+
+void worker::terminate_all(close_outcome why) {
+    net::post(context_, [this, why] {
+        // terminate() only closes sockets; the sessions unlink themselves later.
+        for (auto& s : sessions_) s.terminate(why);
+    });
+}
+
+void worker::join() {
+    guard_.reset();
+    if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace halfpipe

@@ -1,0 +1,60 @@
+#pragma once
+// One thread, one io_context, its own SO_REUSEPORT acceptors and its own sessions:
+// no socket is ever touched from two threads.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/close_outcome.hpp"
+#include "common/net.hpp"
+#include "server/buffer_pool.hpp"
+#include "server/listener_runtime.hpp"
+#include "server/session.hpp"
+
+namespace halfpipe {
+
+class worker {
+public:
+    worker(std::size_t index, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
+           std::atomic<std::uint64_t>& session_ids, bool access_log);
+    worker(const worker&) = delete;
+    worker& operator=(const worker&) = delete;
+
+    net::io_context& context() noexcept { return context_; }
+    std::size_t index() const noexcept { return index_; }
+
+    void add_acceptor(listener_runtime& listener, tcp::acceptor acceptor);
+    void start();
+    // Thread-safe: both post to the worker's own thread.
+    void stop_accepting();
+    void terminate_all(close_outcome why);
+    void stop() { context_.stop(); }
+    void join();
+
+    buffer_pool& pool(const listener_runtime& listener) { return *pools_[listener.index]; }
+    session_list& sessions() noexcept { return sessions_; }
+    std::uint64_t next_session_id() noexcept { return session_ids_.fetch_add(1, std::memory_order_relaxed) + 1; }
+    bool access_log() const noexcept { return access_log_; }
+
+private:
+    struct bound_acceptor {
+        listener_runtime* listener;
+        tcp::acceptor acceptor;
+    };
+
+    std::size_t index_;
+    std::atomic<std::uint64_t>& session_ids_;
+    bool access_log_;
+    // Declared before the context: destroying the context destroys suspended
+    // sessions, which still give buffers back and unlink themselves.
+    std::vector<std::unique_ptr<buffer_pool>> pools_;
+    session_list sessions_;
+    net::io_context context_{1};
+    net::executor_work_guard<net::io_context::executor_type> guard_{context_.get_executor()};
+    std::vector<std::unique_ptr<bound_acceptor>> acceptors_;
+    std::thread thread_;
+};
+
+}  // namespace halfpipe

@@ -1,0 +1,66 @@
+// Contract 5: when the upstream cannot be reached, the client is reset promptly.
+#include <gtest/gtest.h>
+
+#include "test_util.hpp"
+
+namespace it {
+namespace {
+
+TEST(Connect, RefusedUpstreamResetsClientPromptly) {
+    const std::uint16_t dead_port = unused_port();
+    halfpipe proxy({.upstream = "127.0.0.1:" + std::to_string(dead_port)});
+    const auto t0 = clock::now();
+    socket_fd client = proxy.connect();
+    ASSERT_TRUE(client) << log_of(proxy);
+    auto r = read_until_end(client.get(), t0 + 3s);
+    EXPECT_EQ(r.end, read_end::reset) << "client read ended with " << to_string(r.end) << log_of(proxy);
+    EXPECT_LT(r.when - t0, 1s) << "reset came after " << ms(r.when - t0) << " ms";
+
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("how"), "error") << entry->line;
+    EXPECT_EQ(entry->get("reason"), "connect_refused") << entry->line;
+    EXPECT_EQ(entry->number("bytes_to_upstream"), 0) << entry->line;
+    EXPECT_EQ(entry->number("bytes_to_client"), 0) << entry->line;
+}
+
+TEST(Connect, RefusedUpstreamDoesNotKillTheListener) {
+    const std::uint16_t dead_port = unused_port();
+    halfpipe proxy({.upstream = "127.0.0.1:" + std::to_string(dead_port)});
+    for (int i = 0; i < 5; ++i) {
+        socket_fd client = proxy.connect();
+        ASSERT_TRUE(client) << "attempt " << i << log_of(proxy);
+        auto r = read_until_end(client.get(), clock::now() + 3s);
+        EXPECT_EQ(r.end, read_end::reset) << "attempt " << i << ": " << to_string(r.end);
+    }
+    EXPECT_TRUE(proxy.proc().running());
+}
+
+// An upstream whose accept queue is full drops SYNs (tcp_abort_on_overflow = 0), so
+// halfpipe's connect hangs until --connect-timeout.
+TEST(Connect, TimeoutResetsClientAfterConnectTimeout) {
+    socket_fd blackhole = listen_tcp("127.0.0.1", 0, 0);
+    const std::uint16_t port = local_port(blackhole.get());
+    socket_fd filler = connect_tcp("127.0.0.1", port, 1s);
+    ASSERT_TRUE(filler);
+    {
+        int err = 0;
+        socket_fd probe = connect_tcp("127.0.0.1", port, 300ms, &err);
+        if (probe || err != ETIMEDOUT) GTEST_SKIP() << "the kernel does not drop SYNs on a full accept queue here";
+    }
+    halfpipe proxy({.upstream = "127.0.0.1:" + std::to_string(port), .extra = {"--connect-timeout", "1s"}});
+    const auto t0 = clock::now();
+    socket_fd client = proxy.connect();
+    ASSERT_TRUE(client) << log_of(proxy);
+    auto r = read_until_end(client.get(), t0 + 4s);
+    EXPECT_EQ(r.end, read_end::reset) << to_string(r.end) << log_of(proxy);
+    EXPECT_ELAPSED_BETWEEN(t0, r.when, 1s - kEarly, 1s + kLate);
+
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("reason"), "connect_timeout") << entry->line;
+    EXPECT_TRUE(entry->get("how") == "timeout" || entry->get("how") == "error") << entry->line;
+}
+
+}  // namespace
+}  // namespace it

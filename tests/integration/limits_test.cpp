@@ -1,0 +1,108 @@
+// Contract 9: out of file descriptors, halfpipe keeps running, logs (rate-limited)
+// and recovers; --max-connections resets clients beyond the limit.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "test_util.hpp"
+
+namespace it {
+namespace {
+
+TEST(Limits, FdExhaustionIsLoggedSurvivedAndRecovered) {
+    upstream server("127.0.0.1", upstream::echo());
+    halfpipe proxy({.upstream = server.address(), .extra = {"--workers", "1"}, .nofile = 64});
+
+    // About 60 clients: each relayed connection costs halfpipe two descriptors, so
+    // well before the last one accept() fails with EMFILE.
+    std::vector<socket_fd> clients;
+    for (int i = 0; i < 60; ++i) {
+        int err = 0;
+        socket_fd c = proxy.connect(2s, &err);
+        if (c) {
+            write_all_ok(c.get(), "x", 1s);
+            clients.push_back(std::move(c));
+        }
+    }
+    auto emfile = proxy.wait_for_line(R"((^|\s)event=accept_error\b.*\breason=(emfile|enfile)\b)", 5s);
+    ASSERT_TRUE(emfile) << "no event=accept_error reason=emfile in the log" << log_of(proxy);
+    EXPECT_TRUE(proxy.proc().running()) << log_of(proxy);
+
+    // Stay exhausted for a while: the error must not be logged more than once a second.
+    std::this_thread::sleep_for(2500ms);
+    EXPECT_TRUE(proxy.proc().running()) << log_of(proxy);
+    auto errors = proxy.proc().output().find_all(std::regex(R"((^|\s)event=accept_error\b)"));
+    for (std::size_t i = 1; i < errors.size(); ++i) {
+        EXPECT_GE(errors[i].when - errors[i - 1].when, 800ms)
+            << "accept_error logged twice within " << ms(errors[i].when - errors[i - 1].when) << " ms";
+    }
+    EXPECT_LE(errors.size(), 5u) << "too many accept_error lines for ~3 s";
+
+    // Connections that got through still relay.
+    std::size_t relayed = 0;
+    for (auto& c : clients) {
+        auto r = read_some(c.get(), clock::now() + 200ms);
+        if (r.end == read_end::data && r.data == "x") ++relayed;
+    }
+    EXPECT_GT(relayed, 10u) << "only " << relayed << " of " << clients.size() << " clients were relayed";
+
+    // Everybody leaves; halfpipe must serve again.
+    for (auto& c : clients) abort_close(c);
+    bool recovered = false;
+    const auto deadline = clock::now() + 10s;
+    std::string last;
+    while (!recovered && clock::now() < deadline) {
+        socket_fd c = proxy.connect(1s);
+        if (c && write_all_ok(c.get(), "again", 1s)) {
+            auto r = read_exact(c.get(), 5, clock::now() + 2s);
+            recovered = r.end == read_end::data && r.data == "again";
+            last = to_string(r.end);
+        }
+        if (!recovered) std::this_thread::sleep_for(100ms);
+    }
+    if (std::getenv("IT_DEBUG")) std::cerr << "recovery took " << ms(clock::now() - (deadline - 10s)) << " ms" << log_of(proxy);
+    EXPECT_TRUE(recovered) << "no relay within 10 s after the clients left (last: " << last << ")" << log_of(proxy);
+    EXPECT_TRUE(proxy.proc().running());
+}
+
+TEST(Limits, MaxConnectionsResetsTheThirdClient) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address(), .extra = {"--max-connections", "2"}});
+    relay_pair a, b;
+    ASSERT_TRUE(connect_pair(proxy, server, a)) << log_of(proxy);
+    ASSERT_TRUE(round_trip(a.client.get(), a.up.get(), "a1", "A1")) << log_of(proxy);
+    ASSERT_TRUE(connect_pair(proxy, server, b)) << log_of(proxy);
+    ASSERT_TRUE(round_trip(b.client.get(), b.up.get(), "b1", "B1")) << log_of(proxy);
+
+    socket_fd third = proxy.connect();
+    ASSERT_TRUE(third) << "the kernel accepts the connection; halfpipe must reset it";
+    const std::uint16_t third_port = local_port(third.get());
+    auto r = read_until_end(third.get(), clock::now() + 2s);
+    EXPECT_EQ(r.end, read_end::reset) << "third client: " << to_string(r.end) << log_of(proxy);
+    EXPECT_FALSE(server.accept(300ms)) << "halfpipe connected the third client to the upstream";
+    auto entry = proxy.access_for_client_port(third_port, 3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("how"), "limit") << entry->line;
+    EXPECT_EQ(entry->get("initiator"), "proxy") << entry->line;
+
+    // The first two are untouched.
+    EXPECT_TRUE(round_trip(a.client.get(), a.up.get(), "a2", "A2")) << log_of(proxy);
+    EXPECT_TRUE(round_trip(b.client.get(), b.up.get(), "b2", "B2")) << log_of(proxy);
+
+    // When one leaves, a new client fits again.
+    const std::uint16_t a_port = a.client_port;
+    shutdown_write(a.client.get());
+    ASSERT_EQ(read_until_end(a.up.get(), clock::now() + 2s).end, read_end::eof);
+    a.up.reset();
+    ASSERT_EQ(read_until_end(a.client.get(), clock::now() + 2s).end, read_end::eof);
+    a.client.reset();
+    ASSERT_TRUE(proxy.access_for_client_port(a_port, 3s)) << log_of(proxy);
+    relay_pair c;
+    ASSERT_TRUE(connect_pair(proxy, server, c)) << log_of(proxy);
+    EXPECT_TRUE(round_trip(c.client.get(), c.up.get(), "c1", "C1")) << log_of(proxy);
+}
+
+}  // namespace
+}  // namespace it

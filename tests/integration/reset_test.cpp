@@ -1,0 +1,142 @@
+// Contract 4: an RST on one side becomes an RST on the other, after the bytes that
+// were already sent; a close() with data still flowing resets the other side.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "test_util.hpp"
+
+namespace it {
+namespace {
+
+TEST(Reset, ClientAbortDeliversWrittenBytesThenResetsUpstream) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    const std::size_t baseline = count_socket_fds(proxy.pid());
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const std::string payload = random_bytes(1024 * 1024, 21);
+
+    auto up_side = std::async(std::launch::async, [&] { return read_until_end(p.up.get(), clock::now() + 10s); });
+    ASSERT_TRUE(write_all_ok(p.client.get(), payload, 5s)) << log_of(proxy);
+    // Every byte has left the client (acknowledged by halfpipe's kernel) before the RST.
+    ASSERT_TRUE(wait_send_queue_empty(p.client.get(), clock::now() + 5s)) << log_of(proxy);
+    abort_close(p.client);
+    auto r = up_side.get();
+
+    EXPECT_EQ(describe_difference(payload, r.data), "") << "bytes written before the abort were lost";
+    EXPECT_EQ(r.end, read_end::reset) << "upstream read ended with " << to_string(r.end) << " instead of a reset"
+                                      << log_of(proxy);
+
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("initiator"), "client") << entry->line;
+    EXPECT_EQ(entry->get("how"), "rst") << entry->line;
+    EXPECT_EQ(entry->number("bytes_to_upstream"), static_cast<long long>(payload.size())) << entry->line;
+    EXPECT_EQ(wait_socket_fds_at_most(proxy.pid(), baseline, 3s), baseline)
+        << "halfpipe still holds sockets of the reset connection";
+}
+
+TEST(Reset, ClientAbortWhileUpstreamIsNotReadingStillDeliversBytes) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const std::string payload = random_bytes(32 * 1024, 22);
+
+    ASSERT_TRUE(write_all_ok(p.client.get(), payload, 5s));
+    ASSERT_TRUE(wait_send_queue_empty(p.client.get(), clock::now() + 5s)) << log_of(proxy);
+    abort_close(p.client);
+    // The upstream only starts reading later (well within rst_flush = 1 s).
+    std::this_thread::sleep_for(400ms);
+    auto r = read_until_end(p.up.get(), clock::now() + 3s);
+    EXPECT_EQ(describe_difference(payload, r.data), "") << "bytes written before the abort were lost";
+    EXPECT_EQ(r.end, read_end::reset) << to_string(r.end) << log_of(proxy);
+}
+
+TEST(Reset, UpstreamAbortDeliversWrittenBytesThenResetsClient) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const std::string payload = random_bytes(1024 * 1024, 23);
+
+    auto client_side = std::async(std::launch::async, [&] { return read_until_end(p.client.get(), clock::now() + 10s); });
+    ASSERT_TRUE(write_all_ok(p.up.get(), payload, 5s)) << log_of(proxy);
+    ASSERT_TRUE(wait_send_queue_empty(p.up.get(), clock::now() + 5s)) << log_of(proxy);
+    abort_close(p.up);
+    auto r = client_side.get();
+
+    EXPECT_EQ(describe_difference(payload, r.data), "") << "bytes written before the abort were lost";
+    EXPECT_EQ(r.end, read_end::reset) << "client read ended with " << to_string(r.end) << " instead of a reset"
+                                      << log_of(proxy);
+
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("initiator"), "upstream") << entry->line;
+    EXPECT_EQ(entry->get("how"), "rst") << entry->line;
+    EXPECT_EQ(entry->number("bytes_to_client"), static_cast<long long>(payload.size())) << entry->line;
+}
+
+// Writes chunks until the socket fails or the deadline passes; returns errno and when.
+struct stream_end {
+    int err = 0;
+    clock::time_point when;
+    std::size_t written = 0;
+};
+stream_end stream_until_error(int fd, clock::time_point deadline) {
+    const std::string chunk = random_bytes(64 * 1024, 99);
+    stream_end s;
+    while (clock::now() < deadline) {
+        int err = 0;
+        s.written += write_all(fd, chunk, std::min(deadline, clock::now() + 100ms), &err);
+        if (err != 0 && err != ETIMEDOUT) {
+            s.err = err;
+            s.when = clock::now();
+            return s;
+        }
+    }
+    s.when = clock::now();
+    return s;
+}
+
+TEST(Reset, ClientCloseWhileUpstreamStreamsResetsUpstreamWithinOneSecond) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+
+    auto streaming = std::async(std::launch::async, [&] { return stream_until_error(p.up.get(), clock::now() + 8s); });
+    auto first = read_exact(p.client.get(), 1024 * 1024, clock::now() + 5s);
+    ASSERT_EQ(first.end, read_end::data) << to_string(first.end) << log_of(proxy);
+    std::this_thread::sleep_for(50ms);  // more data is waiting, unread, in the client socket
+    const auto t_close = clock::now();
+    p.client.reset();  // a plain close(), not an abort
+    auto s = streaming.get();
+
+    EXPECT_TRUE(is_reset_error(s.err)) << "upstream write never failed: " << error_name(s.err) << log_of(proxy);
+    EXPECT_LE(s.when - t_close, 1s) << "upstream noticed after " << ms(s.when - t_close) << " ms";
+}
+
+TEST(Reset, UpstreamCloseWhileClientStreamsResetsClientWithinOneSecond) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+
+    auto streaming = std::async(std::launch::async, [&] { return stream_until_error(p.client.get(), clock::now() + 8s); });
+    auto first = read_exact(p.up.get(), 1024 * 1024, clock::now() + 5s);
+    ASSERT_EQ(first.end, read_end::data) << to_string(first.end) << log_of(proxy);
+    std::this_thread::sleep_for(50ms);
+    const auto t_close = clock::now();
+    p.up.reset();
+    auto s = streaming.get();
+
+    EXPECT_TRUE(is_reset_error(s.err)) << "client write never failed: " << error_name(s.err) << log_of(proxy);
+    EXPECT_LE(s.when - t_close, 1s) << "client noticed after " << ms(s.when - t_close) << " ms";
+}
+
+}  // namespace
+}  // namespace it
