@@ -68,6 +68,7 @@ struct config {
     duration drain_timeout = 30s;
     bool access_log = true;
     std::optional<host_port> admin = host_port{"127.0.0.1", 9901};
+    std::optional<std::string> admin_token;  // when set, POSTs to the admin endpoint need "Bearer <token>"
     std::vector<listener_config> listeners;
     bool operator==(const config&) const = default;
 };

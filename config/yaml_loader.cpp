@@ -145,15 +145,23 @@ listener_config read_listener(const reader& r, const located& at, const std::vec
     return listener;
 }
 
-std::optional<host_port> read_admin(const reader& r, const located& at, bind_claims& claims) {
-    if (r.is_off(at)) return std::nullopt;
-    if (r.is_scalar(at)) r.fail(at, "expected a map {address} or off, got \"" + at.node.Scalar() + "\"");
-    const auto m = r.map(at, {"address"});
+void read_admin(const reader& r, const located& at, bind_claims& claims, config& result) {
+    if (r.is_off(at)) {
+        result.admin = std::nullopt;
+        return;
+    }
+    if (r.is_scalar(at)) r.fail(at, "expected a map {address, token} or off, got \"" + at.node.Scalar() + "\"");
+    const auto m = r.map(at, {"address", "token"});
     const auto address_at = m.require("address");
     auto address = r.address(address_at, true);
     // Nothing was claimed before the admin address, so this records it and cannot fail.
     claims.claim(address, address_at.path);
-    return address;
+    result.admin = address;
+    if (auto f = m.find("token")) {
+        auto token = r.string(*f, "a token");
+        if (token.size() < 16) r.fail(*f, "a token must have at least 16 characters");
+        result.admin_token = token;
+    }
 }
 
 config read_config(const reader& r, const located& root) {
@@ -165,7 +173,7 @@ config read_config(const reader& r, const located& root) {
     result.workers = resolve_workers(result.workers);
     if (auto f = m.find("drain_timeout")) result.drain_timeout = *r.duration_value(*f, false);
     if (auto f = m.find("access_log")) result.access_log = r.boolean(*f);
-    if (auto f = m.find("admin")) result.admin = read_admin(r, *f, claims);
+    if (auto f = m.find("admin")) read_admin(r, *f, claims, result);
 
     const auto listeners_at = m.require("listeners");
     const auto items = r.sequence(listeners_at, "a list of listeners");

@@ -2,7 +2,7 @@
 # Installs what building (and, with "test", testing) halfpipe needs on Debian 12.
 # Safe to run again: apt-get only runs when a package is missing.
 set -eu
-build="g++ cmake make ccache libboost1.81-dev libboost-program-options1.81-dev prometheus-cpp-dev
+build="g++ cmake make ccache libboost1.81-dev libboost-program-options1.81-dev libboost-json1.81-dev prometheus-cpp-dev
        libyaml-cpp-dev libspdlog-dev libgtest-dev"
 test_tools="python3 python3-yaml curl iproute2 procps wrk prometheus nftables"
 want="$build"

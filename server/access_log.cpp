@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "common/log.hpp"
+#include "server/endpoint_text.hpp"
 #include "server/listener_runtime.hpp"
 #include "server/session.hpp"
 #include "server/worker.hpp"
@@ -10,11 +11,7 @@
 namespace halfpipe {
 
 namespace {
-std::string endpoint_text(const std::optional<tcp::endpoint>& ep) {
-    if (!ep) return "-";
-    if (ep->address().is_v6()) return "[" + ep->address().to_string() + "]:" + std::to_string(ep->port());
-    return ep->address().to_string() + ":" + std::to_string(ep->port());
-}
+std::string endpoint_text(const std::optional<tcp::endpoint>& ep) { return ep ? halfpipe::endpoint_text(*ep) : "-"; }
 }  // namespace
 
 void log_access(const session& s) {

@@ -48,7 +48,6 @@ tcp::acceptor open_acceptor(net::io_context& context, const tcp::endpoint& endpo
 
 net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp::acceptor& acceptor) {
     net::steady_timer backoff(co_await net::this_coro::executor);
-    auto last_resource_log = std::chrono::steady_clock::time_point{};
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
         if (!acceptor.is_open()) co_return;
@@ -56,9 +55,11 @@ net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp:
             if (is_per_connection(ec)) continue;
             auto resource = accept_error_name(ec);
             listener.metrics.accept_error(resource);
-            auto now = std::chrono::steady_clock::now();
-            if (now - last_resource_log >= resource_log_interval) {
-                last_resource_log = now;
+            const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+            auto last = listener.last_accept_error_log.load(std::memory_order_relaxed);
+            const auto interval = std::chrono::steady_clock::duration(resource_log_interval).count();
+            if ((last == 0 || now - last >= interval) &&
+                listener.last_accept_error_log.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
                 log::get().warn("event=accept_error listener={} reason={} error=\"{}\" backoff_ms={}", listener.cfg.name,
                                 resource, ec.message(), resource_backoff.count());
             }

@@ -1,7 +1,9 @@
 #pragma once
 // What every worker shares about one configured listener: its config, the
 // resolved addresses, and the live-connection count behind max_connections.
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <cstddef>
 #include <optional>
 #include <vector>
@@ -20,9 +22,30 @@ struct listener_runtime {
     std::optional<net::ip::address> source_address;  // parsed upstream.source_address
     std::atomic<std::size_t> live{0};
     listener_metrics& metrics;
+    // steady_clock ticks of the last accept-error log line, shared by the workers so
+    // that descriptor exhaustion is logged once per interval, not once per worker.
+    std::atomic<std::int64_t> last_accept_error_log{0};
+
+    // Addresses the upstream host name resolved to, for the kernel census. An IP
+    // literal upstream needs no bookkeeping; a host name's addresses are noted
+    // the first time a connection reaches them.
+    std::vector<tcp::endpoint> upstreams_seen() const {
+        if (!upstream_literal.empty()) return upstream_literal;
+        std::lock_guard lock(resolved_mutex_);
+        return resolved_;
+    }
+    void note_upstream(const tcp::endpoint& ep) {
+        if (!upstream_literal.empty()) return;
+        std::lock_guard lock(resolved_mutex_);
+        if (std::find(resolved_.begin(), resolved_.end(), ep) == resolved_.end()) resolved_.push_back(ep);
+    }
 
     listener_runtime(const config::listener_config& c, std::size_t i, listener_metrics& m)
         : cfg(c), index(i), metrics(m) {}
+
+private:
+    mutable std::mutex resolved_mutex_;
+    std::vector<tcp::endpoint> resolved_;
 };
 
 }  // namespace halfpipe

@@ -46,7 +46,7 @@ void update_state(session& s) {
 // The source of direction d reset its connection. What it sent before the reset
 // is delivered first (bounded by rst_flush), then the other peer is reset too:
 // it must read ECONNRESET, never a clean EOF that would pass for success.
-net::awaitable<void> pass_reset(session& s, direction d) {
+net::awaitable<void> pass_reset(session& s, direction d, clock::time_point deadline) {
     if (s.terminating) co_return;
     s.terminating = true;
     s.note_outcome({source_side(d), close_how::rst, d == to_upstream ? "client_reset" : "upstream_reset"});
@@ -54,7 +54,6 @@ net::awaitable<void> pass_reset(session& s, direction d) {
     update_state(s);
     auto& sink = sink_of(s, d);
     net::steady_timer poll(co_await net::this_coro::executor);
-    const auto deadline = clock::now() + s.listener.cfg.timeouts.rst_flush;
     while ((s.writing[d] || unacked_bytes(sink) > 0) && clock::now() < deadline) {
         poll.expires_after(flush_poll_interval);
         auto [ec] = co_await poll.async_wait(use_tuple);
@@ -64,6 +63,10 @@ net::awaitable<void> pass_reset(session& s, direction d) {
     close_socket(source_of(s, d), close_kind::abortive_rst);
 }
 
+net::awaitable<void> pass_reset(session& s, direction d) {
+    co_await pass_reset(s, d, s.reset_seen[d] ? s.reset_deadline : clock::now() + s.listener.cfg.timeouts.rst_flush);
+}
+
 // Any other I/O failure (keepalive timeout, unreachable): end both sides the way
 // the linger policy says.
 void fail(session& s, direction d, const boost::system::error_code& ec) {
@@ -71,21 +74,53 @@ void fail(session& s, direction d, const boost::system::error_code& ec) {
     s.terminate({source_side(d), close_how::error, "io_error"});
 }
 
-// After a FIN the source socket is read no more; a later RST from that peer is
-// still passed on at once instead of waiting for the half-close timeout.
+// A reset can arrive while nobody reads its socket: the direction it feeds is
+// blocked writing to a peer that does not read, or finished after a FIN. So each
+// socket is watched for errors for the whole session, and a reset is passed on
+// at once. SO_ERROR tells a reset from the normal end of a connection, which the
+// kernel also reports as a hang-up.
 net::awaitable<void> watch_for_reset(session& s, direction d) {
+    co_await net::this_coro::throw_if_cancelled(false);
     auto& source = source_of(s, d);
     net::steady_timer pause(co_await net::this_coro::executor);
-    while (!s.terminating && !s.finished[opposite(d)]) {
+    for (;;) {
         auto [ec] = co_await source.async_wait(tcp::socket::wait_error, use_tuple);
-        if (ec || s.terminating || s.finished[opposite(d)]) co_return;
-        if (kernel_tcp_state(source) == TCP_CLOSE) {
-            co_await pass_reset(s, d);
+        if (ec == net::error::operation_aborted) co_return;
+        if (s.terminating || ec) {
+            // Another part of the session is ending it, perhaps still flushing before
+            // a reset: returning now would cancel that, so wait to be cancelled.
+            pause.expires_at(clock::time_point::max());
+            co_await pause.async_wait(use_tuple);
             co_return;
         }
-        // Woken without a reset (urgent data): do not spin on a level that stays set.
+        const int error = take_socket_error(source);
+        if ((error == ECONNRESET || error == EPIPE) && s.finished[d]) {
+            co_await pass_reset(s, d);  // nothing left to read from that side
+            co_return;
+        }
+        if (error == ECONNRESET || error == EPIPE) {
+            // The pump still reads what the peer sent before its RST, then passes the
+            // reset on; if it is stuck writing to a peer that does not read, the
+            // reset goes on anyway once rst_flush is over.
+            s.reset_seen[d] = true;
+            s.reset_deadline = clock::now() + s.listener.cfg.timeouts.rst_flush;
+            pause.expires_at(s.reset_deadline);
+            auto [cancelled] = co_await pause.async_wait(use_tuple);
+            if (cancelled) co_return;
+            if (!s.terminating) co_await pass_reset(s, d, s.reset_deadline);
+            pause.expires_at(clock::time_point::max());
+            co_await pause.async_wait(use_tuple);
+            co_return;
+        }
+        if (error != 0) {
+            fail(s, d, boost::system::error_code(error, boost::system::system_category()));
+            co_return;
+        }
+        // A hang-up after both FINs, or urgent data: nothing to do, and the level
+        // stays set, so look again only after a pause instead of spinning.
         pause.expires_after(50ms);
-        co_await pause.async_wait(use_tuple);
+        auto [pause_error] = co_await pause.async_wait(use_tuple);
+        if (pause_error || s.terminating) co_return;
     }
 }
 
@@ -95,7 +130,7 @@ net::awaitable<void> on_eof(session& s, direction d) {
     // reports a closed socket, not a half-closed one. Once we have sent our own FIN
     // on this socket, CLOSE is the normal end (TIME_WAIT) and no write is left
     // that could have collected an error.
-    if (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE) {
+    if (s.reset_seen[d] || (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE)) {
         co_await pass_reset(s, d);
         co_return;
     }
@@ -105,15 +140,10 @@ net::awaitable<void> on_eof(session& s, direction d) {
     s.note_outcome({source_side(d), close_how::fin, d == to_upstream ? "client_fin" : "upstream_fin"});
     if (!s.first_fin) s.first_fin = source_side(d);
     update_state(s);
-    if (s.finished[opposite(d)]) {
-        // Both directions are done: release the other direction's reset watch.
-        source_of(s, opposite(d)).cancel(ignored);
-        co_return;
-    }
+    if (s.finished[opposite(d)]) co_return;
     s.half_closed_since = clock::now();
     s.listener.metrics.half_closes[d]->Increment();
     s.poke_watchdog();
-    co_await watch_for_reset(s, d);
 }
 
 net::awaitable<void> pump(session& s, direction d) {
@@ -248,11 +278,15 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
     }
     listener.metrics.connect_duration->Observe(std::chrono::duration<double>(clock::now() - s.started).count());
     s.upstream_endpoint = connected;
+    listener.note_upstream(connected);
     apply_stream_options(s.upstream, listener.cfg);
     s.touch();
     update_state(s);
 
-    co_await ((pump(s, to_upstream) && pump(s, to_client)) || watchdog(s));
+    // The pumps end together (both FINs) or through a reset or a timeout, each of
+    // which closes both sockets; whichever of the others is still waiting is cancelled.
+    co_await ((pump(s, to_upstream) && pump(s, to_client)) || watch_for_reset(s, to_upstream) ||
+              watch_for_reset(s, to_client) || watchdog(s));
 
     if (!s.terminating) {
         // Both FINs passed on and every byte written: each socket is shut both ways.

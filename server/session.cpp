@@ -36,13 +36,13 @@ void session::set_state(relay_state next) noexcept {
     state = next;
 }
 
-void session::terminate(close_outcome why) noexcept {
+void session::terminate(close_outcome why, std::optional<close_kind> kind) noexcept {
     if (terminating) return;
     terminating = true;
     note_outcome(why);
     set_state(relay_state::closing);
-    close_socket(client, listener.cfg.linger);
-    close_socket(upstream, listener.cfg.linger);
+    close_socket(client, kind.value_or(listener.cfg.linger));
+    close_socket(upstream, kind.value_or(listener.cfg.linger));
 }
 
 }  // namespace halfpipe

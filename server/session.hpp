@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "common/close_kind.hpp"
 #include "common/close_outcome.hpp"
 #include "common/net.hpp"
 
@@ -45,6 +46,10 @@ struct session : session_hook {
     std::array<std::uint64_t, 2> bytes{};
     std::array<bool, 2> finished{};  // FIN passed on in that direction
     std::array<bool, 2> writing{};   // a write in that direction is in flight
+    // An RST arrived from the source of that direction while bytes it sent before
+    // may still wait to be read; they are relayed until reset_deadline.
+    std::array<bool, 2> reset_seen{};
+    clock::time_point reset_deadline;
     relay_state state = relay_state::connecting;  // change through set_state: it keeps the gauges
     std::optional<close_outcome> outcome;  // the first close, who and how
     bool terminating = false;             // set once; every await checks it
@@ -67,8 +72,9 @@ struct session : session_hook {
     void note_outcome(close_outcome o) noexcept {
         if (!outcome || (outcome->how == close_how::fin && o.how != close_how::fin)) outcome = o;
     }
-    // Ends the connection from halfpipe's side: both sockets closed per the listener's linger policy.
-    void terminate(close_outcome why) noexcept;
+    // Ends the connection from halfpipe's side: both sockets closed per the
+    // listener's linger policy, or as `kind` says (an operator's explicit close).
+    void terminate(close_outcome why, std::optional<close_kind> kind = std::nullopt) noexcept;
 };
 
 using session_list = boost::intrusive::list<session, boost::intrusive::constant_time_size<false>>;

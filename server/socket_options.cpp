@@ -71,4 +71,29 @@ std::optional<int> kernel_tcp_state(tcp::socket& socket) noexcept {
     return info.tcpi_state;
 }
 
+int take_socket_error(tcp::socket& socket) noexcept {
+    int error = 0;
+    socklen_t len = sizeof error;
+    if (!socket.is_open() || ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) return 0;
+    return error;
+}
+
+socket_snapshot snapshot_socket(tcp::socket& socket) noexcept {
+    socket_snapshot snap;
+    if (!socket.is_open()) return snap;
+    const int fd = socket.native_handle();
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0) {
+        snap.kernel_state = info.tcpi_state;
+        snap.rtt_us = info.tcpi_rtt;
+        snap.retransmits = info.tcpi_total_retrans;
+    }
+    int queued = 0;
+    if (::ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0) snap.send_queue = static_cast<std::uint32_t>(queued);
+    queued = 0;
+    if (::ioctl(fd, SIOCINQ, &queued) == 0 && queued > 0) snap.receive_queue = static_cast<std::uint32_t>(queued);
+    return snap;
+}
+
 }  // namespace halfpipe

@@ -7,6 +7,7 @@
 #include "common/close_kind.hpp"
 #include "common/net.hpp"
 #include "config/config.hpp"
+#include "server/session_snapshot.hpp"
 
 namespace halfpipe {
 
@@ -24,5 +25,12 @@ std::size_t unacked_bytes(tcp::socket& socket) noexcept;
 
 // The kernel's TCP state (TCP_ESTABLISHED, TCP_CLOSE_WAIT, ...) or nullopt.
 std::optional<int> kernel_tcp_state(tcp::socket& socket) noexcept;
+
+// SO_ERROR: the pending error of the socket (ECONNRESET after an RST), which
+// reading it clears, or 0.
+int take_socket_error(tcp::socket& socket) noexcept;
+
+// State, queues and TCP_INFO figures, for the admin endpoint.
+socket_snapshot snapshot_socket(tcp::socket& socket) noexcept;
 
 }  // namespace halfpipe

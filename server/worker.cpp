@@ -1,7 +1,9 @@
 #include "server/worker.hpp"
 
 #include "common/log.hpp"
+#include "server/endpoint_text.hpp"
 #include "server/listener.hpp"
+#include "server/socket_options.hpp"
 
 namespace halfpipe {
 
@@ -43,6 +45,37 @@ void worker::terminate_all(close_outcome why) {
         // terminate() only closes sockets; the sessions unlink themselves later.
         for (auto& s : sessions_) s.terminate(why);
     });
+}
+
+net::awaitable<std::vector<session_snapshot>> worker::snapshot_sessions() {
+    std::vector<session_snapshot> out;
+    const auto now = session::clock::now();
+    for (auto& s : sessions_) {
+        session_snapshot snap;
+        snap.id = s.id;
+        snap.listener = s.listener.cfg.name;
+        snap.client = endpoint_text(s.client_endpoint);
+        snap.upstream = s.upstream_endpoint ? endpoint_text(*s.upstream_endpoint) : "-";
+        snap.age_seconds = std::chrono::duration<double>(now - s.started).count();
+        snap.bytes_to_upstream = s.bytes[to_upstream];
+        snap.bytes_to_client = s.bytes[to_client];
+        snap.state = to_string(s.state);
+        snap.client_socket = snapshot_socket(s.client);
+        snap.upstream_socket = snapshot_socket(s.upstream);
+        out.push_back(std::move(snap));
+    }
+    co_return out;
+}
+
+net::awaitable<bool> worker::close_session(std::uint64_t id, close_kind how) {
+    for (auto& s : sessions_) {
+        if (s.id != id) continue;
+        s.terminate({initiator::proxy, how == close_kind::graceful_fin ? close_how::fin : close_how::rst,
+                     "admin_close"},
+                    how);
+        co_return true;
+    }
+    co_return false;
 }
 
 void worker::join() {

@@ -12,6 +12,7 @@
 #include "server/buffer_pool.hpp"
 #include "server/listener_runtime.hpp"
 #include "server/session.hpp"
+#include "server/session_snapshot.hpp"
 
 namespace halfpipe {
 
@@ -32,6 +33,10 @@ public:
     void terminate_all(close_outcome why);
     void stop() { context_.stop(); }
     void join();
+
+    // Run on the worker's own thread; the admin thread co_awaits them.
+    net::awaitable<std::vector<session_snapshot>> snapshot_sessions();
+    net::awaitable<bool> close_session(std::uint64_t id, close_kind how);
 
     buffer_pool& pool(const listener_runtime& listener) { return *pools_[listener.index]; }
     session_list& sessions() noexcept { return sessions_; }

@@ -13,30 +13,6 @@
 namespace it {
 namespace {
 
-namespace fs = std::filesystem;
-
-// A private temporary directory, removed at the end of the test.
-class temp_dir {
-public:
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "halfpipe-it-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    fs::path write(const std::string& name, const std::string& text) const {
-        const fs::path p = path_ / name;
-        std::ofstream(p) << text;
-        return p;
-    }
-
-private:
-    fs::path path_;
-};
-
 std::string valid_config(const std::string& upstream_address, const std::string& idle = "30s") {
     return "# integration test config\n"
            "workers: 1\n"
@@ -107,8 +83,8 @@ TEST(Cli, CheckRejectsInvalidValueNamingKeyAndLine) {
     auto r = run_to_exit(halfpipe_binary(), {"--config", file.string(), "--check"}, 5s);
     ASSERT_TRUE(r.exit_code.has_value()) << "--check did not exit within 5 s";
     EXPECT_EQ(*r.exit_code, 1) << r.output;
-    EXPECT_NE(r.output.find("idle"), std::string::npos) << "message should name the key:\n" << r.output;
-    EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\b12\b)"))) << "message should name line 12:\n" << r.output;
+    EXPECT_NE(r.err.find("timeouts.idle"), std::string::npos) << "stderr should name the key:\n" << r.output;
+    EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(\b12\b)"))) << "stderr should name line 12:\n" << r.output;
 }
 
 TEST(Cli, CheckRejectsUnknownKeyNamingKeyAndLine) {
@@ -117,8 +93,8 @@ TEST(Cli, CheckRejectsUnknownKeyNamingKeyAndLine) {
     auto r = run_to_exit(halfpipe_binary(), {"--config", file.string(), "--check"}, 5s);
     ASSERT_TRUE(r.exit_code.has_value()) << "--check did not exit within 5 s";
     EXPECT_EQ(*r.exit_code, 1) << r.output;
-    EXPECT_NE(r.output.find("idle_timeout"), std::string::npos) << "message should name the key:\n" << r.output;
-    EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\b13\b)"))) << "message should name line 13:\n" << r.output;
+    EXPECT_NE(r.err.find("idle_timeout"), std::string::npos) << "stderr should name the key:\n" << r.output;
+    EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(\b13\b)"))) << "stderr should name line 13:\n" << r.output;
 }
 
 TEST(Cli, RunsFromConfigFileAndRelays) {
@@ -137,6 +113,7 @@ TEST(Cli, RunsFromConfigFileAndRelays) {
     auto r = read_exact(client.get(), msg.size(), clock::now() + 3s);
     EXPECT_EQ(r.end, read_end::data) << to_string(r.end) << log_of(proxy);
     EXPECT_TRUE(r.data == msg);
+    client.reset();
     proxy.proc().send_signal(SIGTERM);
     auto status = proxy.proc().wait_exit(5s);
     ASSERT_TRUE(status) << "no exit within 5 s of SIGTERM" << log_of(proxy);

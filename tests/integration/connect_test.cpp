@@ -28,8 +28,9 @@ TEST(Connect, RefusedUpstreamDoesNotKillTheListener) {
     const std::uint16_t dead_port = unused_port();
     halfpipe proxy({.upstream = "127.0.0.1:" + std::to_string(dead_port)});
     for (int i = 0; i < 5; ++i) {
-        socket_fd client = proxy.connect();
-        ASSERT_TRUE(client) << "attempt " << i << log_of(proxy);
+        int err = 0;
+        socket_fd client = proxy.connect(2s, &err);
+        ASSERT_TRUE(client) << "attempt " << i << ": " << error_name(err) << log_of(proxy);
         auto r = read_until_end(client.get(), clock::now() + 3s);
         EXPECT_EQ(r.end, read_end::reset) << "attempt " << i << ": " << to_string(r.end);
     }

@@ -124,6 +124,32 @@ TEST(HalfClose, TimeoutResetsBothSides) {
     EXPECT_EQ(entry->get("initiator"), "proxy") << entry->line;
 }
 
+TEST(HalfClose, TimeoutAfterUpstreamFinResetsBothSides) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address(), .extra = {"--half-close-timeout", "1s"}});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+
+    const auto t0 = clock::now();
+    shutdown_write(p.up.get());
+    auto up_end = std::async(std::launch::async, [&] { return read_until_end(p.up.get(), t0 + 4s); });
+    auto c = read_until_end(p.client.get(), t0 + 2s);
+    ASSERT_EQ(c.end, read_end::eof) << "the upstream's FIN was not passed on: " << to_string(c.end) << log_of(proxy);
+    const int client_err = wait_socket_error(p.client.get(), t0 + 4s);
+    const auto t_client = clock::now();
+    auto u = up_end.get();
+
+    EXPECT_TRUE(is_reset_error(client_err)) << "client: expected a reset, got " << error_name(client_err) << log_of(proxy);
+    EXPECT_ELAPSED_BETWEEN(t0, t_client, 1s - kEarly, 1s + kLate);
+    EXPECT_EQ(u.end, read_end::reset) << "upstream: " << to_string(u.end) << log_of(proxy);
+    EXPECT_ELAPSED_BETWEEN(t0, u.when, 1s - kEarly, 1s + kLate);
+
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("how"), "timeout") << entry->line;
+    EXPECT_EQ(entry->get("reason"), "half_close_timeout") << entry->line;
+}
+
 TEST(HalfClose, TrafficTheOtherWayExtendsTheTimer) {
     upstream server;
     halfpipe proxy({.upstream = server.address(), .extra = {"--half-close-timeout", "1s"}});

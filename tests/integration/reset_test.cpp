@@ -39,20 +39,42 @@ TEST(Reset, ClientAbortDeliversWrittenBytesThenResetsUpstream) {
         << "halfpipe still holds sockets of the reset connection";
 }
 
-TEST(Reset, ClientAbortWhileUpstreamIsNotReadingStillDeliversBytes) {
+// rst_flush: bytes halfpipe has already read from the client, but that still sit in
+// its send queue toward a slow upstream, are delivered before the reset is passed on
+// (as long as that takes less than rst_flush, 1 s by default).
+TEST(Reset, ClientAbortWhileUpstreamIsSlowStillDeliversBytes) {
     upstream server;
     halfpipe proxy({.upstream = server.address()});
     relay_pair p;
     ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
-    const std::string payload = random_bytes(32 * 1024, 22);
+    // More than the upstream's receive window: the rest waits inside halfpipe.
+    const std::string payload = random_bytes(1024 * 1024, 22);
 
     ASSERT_TRUE(write_all_ok(p.client.get(), payload, 5s));
-    ASSERT_TRUE(wait_send_queue_empty(p.client.get(), clock::now() + 5s)) << log_of(proxy);
+    ASSERT_TRUE(wait_send_queue_empty(p.client.get(), clock::now() + 5s))
+        << "halfpipe did not take the client's bytes while the upstream was not reading" << log_of(proxy);
     abort_close(p.client);
     // The upstream only starts reading later (well within rst_flush = 1 s).
-    std::this_thread::sleep_for(400ms);
+    std::this_thread::sleep_for(300ms);
     auto r = read_until_end(p.up.get(), clock::now() + 3s);
-    EXPECT_EQ(describe_difference(payload, r.data), "") << "bytes written before the abort were lost";
+    EXPECT_EQ(describe_difference(payload, r.data), "") << "bytes halfpipe had read before the reset were lost";
+    EXPECT_EQ(r.end, read_end::reset) << to_string(r.end) << log_of(proxy);
+}
+
+TEST(Reset, UpstreamAbortWhileClientIsSlowStillDeliversBytes) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const std::string payload = random_bytes(1024 * 1024, 24);
+
+    ASSERT_TRUE(write_all_ok(p.up.get(), payload, 5s));
+    ASSERT_TRUE(wait_send_queue_empty(p.up.get(), clock::now() + 5s))
+        << "halfpipe did not take the upstream's bytes while the client was not reading" << log_of(proxy);
+    abort_close(p.up);
+    std::this_thread::sleep_for(300ms);
+    auto r = read_until_end(p.client.get(), clock::now() + 3s);
+    EXPECT_EQ(describe_difference(payload, r.data), "") << "bytes halfpipe had read before the reset were lost";
     EXPECT_EQ(r.end, read_end::reset) << to_string(r.end) << log_of(proxy);
 }
 
@@ -136,6 +158,55 @@ TEST(Reset, UpstreamCloseWhileClientStreamsResetsClientWithinOneSecond) {
 
     EXPECT_TRUE(is_reset_error(s.err)) << "client write never failed: " << error_name(s.err) << log_of(proxy);
     EXPECT_LE(s.when - t_close, 1s) << "client noticed after " << ms(s.when - t_close) << " ms";
+}
+
+// Fills every buffer between `from` and a peer that does not read, for `how_long`.
+std::size_t fill_pipe(int from, clock::duration how_long) {
+    const std::string chunk = random_bytes(64 * 1024, 98);
+    std::size_t total = 0;
+    const auto until = clock::now() + how_long;
+    while (clock::now() < until) {
+        int err = 0;
+        total += write_all(from, chunk, std::min(until, clock::now() + 50ms), &err);
+        if (err != 0 && err != ETIMEDOUT) break;
+    }
+    return total;
+}
+
+// The reset is passed on even when the direction it comes from is stalled (the
+// receiver does not read, every buffer is full): after at most rst_flush (1 s by
+// default) the bytes still in flight are given up and the other side is reset.
+TEST(Reset, ClientAbortReachesStalledUpstreamWithinRstFlush) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const std::size_t sent = fill_pipe(p.client.get(), 1500ms);
+    ASSERT_GT(sent, 0u);
+    const auto t0 = clock::now();
+    abort_close(p.client);
+    // The upstream still does not read; it watches for the reset only.
+    const int err = wait_socket_error(p.up.get(), t0 + 5s);
+    const auto t_reset = clock::now();
+    EXPECT_TRUE(is_reset_error(err)) << "upstream not reset within 5 s of the client's abort: " << error_name(err)
+                                     << log_of(proxy);
+    EXPECT_LE(t_reset - t0, 1s + kLate) << "reset passed on after " << ms(t_reset - t0) << " ms";
+}
+
+TEST(Reset, UpstreamAbortReachesStalledClientWithinRstFlush) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const std::size_t sent = fill_pipe(p.up.get(), 1500ms);
+    ASSERT_GT(sent, 0u);
+    const auto t0 = clock::now();
+    abort_close(p.up);
+    const int err = wait_socket_error(p.client.get(), t0 + 5s);
+    const auto t_reset = clock::now();
+    EXPECT_TRUE(is_reset_error(err)) << "client not reset within 5 s of the upstream's abort: " << error_name(err)
+                                     << log_of(proxy);
+    EXPECT_LE(t_reset - t0, 1s + kLate) << "reset passed on after " << ms(t_reset - t0) << " ms";
 }
 
 }  // namespace

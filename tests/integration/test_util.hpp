@@ -5,7 +5,11 @@
 #include <cerrno>
 #include <chrono>
 #include <future>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -77,6 +81,30 @@ inline std::string error_name(int err) {
     if (err < 0) return "hang-up without error";
     return std::strerror(err);
 }
+
+namespace fs = std::filesystem;
+
+// A private temporary directory, removed at the end of the test.
+class temp_dir {
+public:
+    temp_dir() {
+        std::string tmpl = (fs::temp_directory_path() / "halfpipe-it-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = tmpl;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    fs::path write(const std::string& name, const std::string& text) const {
+        const fs::path p = path_ / name;
+        std::ofstream(p) << text;
+        return p;
+    }
+
+private:
+    fs::path path_;
+};
 
 // For EXPECT_* messages: the proxy's captured log.
 inline std::string log_of(const halfpipe& proxy) { return "\n--- halfpipe output ---\n" + proxy.log(); }

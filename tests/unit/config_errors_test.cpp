@@ -93,7 +93,7 @@ TEST(config_errors, unknown_keys_at_every_level) {
     EXPECT_TRUE(fails_with("worker: 2\n" + listener_with(""), 1, "worker",
                            "unknown key (expected one of: workers, drain_timeout, access_log, admin, listeners)"));
     EXPECT_TRUE(fails_with("admin:\n  address: 127.0.0.1:9901\n  port: 1\n" + listener_with(""), 3, "admin.port",
-                           "unknown key (expected one of: address)"));
+                           "unknown key (expected one of: address, token)"));
     EXPECT_TRUE(fails_with(listener_with("    bnd: 127.0.0.1:1\n"), 6, "listeners[0].bnd", "unknown key"));
     EXPECT_TRUE(fails_with(listener_with("      port: 9000\n"), 6, "listeners[0].upstream.port",
                            "unknown key (expected one of: address, source_address, connect_failure)"));
@@ -159,7 +159,7 @@ TEST(config_errors, scalar_where_a_map_or_list_is_expected) {
     EXPECT_TRUE(fails_with("listeners:\n  - name: web\n    bind: {a: b}\n", 3, "listeners[0].bind",
                            "expected an address or a list of addresses, got a map"));
     EXPECT_TRUE(fails_with("admin: 127.0.0.1:9901\n" + listener_with(""), 1, "admin",
-                           "expected a map {address} or off, got \"127.0.0.1:9901\""));
+                           "expected a map {address, token} or off, got \"127.0.0.1:9901\""));
     EXPECT_TRUE(fails_with(listener_with("    keepalive: on\n"), 6, "listeners[0].keepalive",
                            "expected a map {idle, interval, probes} or off, got \"on\""));
 }
@@ -353,6 +353,12 @@ TEST(config_errors, close_kinds) {
 TEST(config_errors, first_error_wins) {
     // Two mistakes: the one met first is reported, nothing is collected.
     EXPECT_TRUE(fails_with("workers: x\ndrain_timeout: y\n", 1, "workers", "expected an integer"));
+}
+
+
+TEST(config_errors, admin_token_too_short) {
+    EXPECT_TRUE(fails_with("admin:\n  address: 127.0.0.1:9901\n  token: short\n" + listener_with(""), 3, "admin.token",
+                           "a token must have at least 16 characters"));
 }
 
 }  // namespace

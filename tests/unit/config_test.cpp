@@ -377,5 +377,17 @@ TEST(load_file, valid_file) {
     EXPECT_EQ(load_file(file.path()).listeners.at(0).bind.at(0), (host_port{"::1", 0}));
 }
 
+
+TEST(load_string, admin_token) {
+    const auto c = load_string(R"(
+admin: {address: 127.0.0.1:9901, token: 0123456789abcdef-secret}
+listeners:
+  - {name: web, bind: 127.0.0.1:8080, upstream: {address: 127.0.0.1:9000}}
+)");
+    EXPECT_EQ(c.admin_token, "0123456789abcdef-secret");
+    const auto without = load_string("listeners:\n  - {name: web, bind: 127.0.0.1:8080, upstream: {address: h:1}}\n");
+    EXPECT_EQ(without.admin_token, std::nullopt);
+}
+
 }  // namespace
 }  // namespace halfpipe::config

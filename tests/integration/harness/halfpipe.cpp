@@ -82,8 +82,12 @@ halfpipe::halfpipe(halfpipe_options o) {
     args.insert(args.end(), o.extra.begin(), o.extra.end());
     proc_ = std::make_unique<process>(halfpipe_binary(), args, spawn_options{o.nofile});
 
+    wait_listening(o.startup_timeout);
+}
+
+void halfpipe::wait_listening(clock::duration timeout) {
     static const std::regex listening(R"((^|\s)event=listening(\s|$).*\baddress=(\S+))");
-    auto found = proc_->wait_for_line(listening, o.startup_timeout);
+    auto found = proc_->wait_for_line(listening, timeout);
     if (!found) {
         proc_->kill_now();
         throw std::runtime_error("halfpipe did not log event=listening within the startup timeout; output:\n" +

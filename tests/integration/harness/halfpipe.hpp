@@ -47,6 +47,10 @@ public:
     // Starts halfpipe with exactly these arguments (no listening wait).
     halfpipe(const std::vector<std::string>& args, spawn_options spawn);
 
+    // Waits for the first event=listening line and takes port() and listen_host()
+    // from it. Throws with the captured output if it does not come.
+    void wait_listening(clock::duration timeout = 10s);
+
     process& proc() noexcept { return *proc_; }
     pid_t pid() const noexcept { return proc_->pid(); }
     std::uint16_t port() const noexcept { return port_; }

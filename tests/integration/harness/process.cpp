@@ -128,6 +128,13 @@ process::process(const std::string& path, const std::vector<std::string>& args, 
 
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+    int err_fds[2] = {-1, -1};
+    if (options.separate_stderr && ::pipe2(err_fds, O_CLOEXEC) != 0) {
+        const int err = errno;
+        ::close(fds[0]);
+        ::close(fds[1]);
+        throw std::system_error(err, std::generic_category(), "pipe2");
+    }
     const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull < 0) {
         ::close(fds[0]);
@@ -141,6 +148,10 @@ process::process(const std::string& path, const std::vector<std::string>& args, 
         const int err = errno;
         ::close(fds[0]);
         ::close(fds[1]);
+        if (err_fds[0] >= 0) {
+            ::close(err_fds[0]);
+            ::close(err_fds[1]);
+        }
         ::close(devnull);
         throw std::system_error(err, std::generic_category(), "fork");
     }
@@ -148,7 +159,8 @@ process::process(const std::string& path, const std::vector<std::string>& args, 
         // Child. Die with the test process, whatever happens to it.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::getppid() != parent) ::_exit(126);
-        if (::dup2(devnull, 0) < 0 || ::dup2(fds[1], 1) < 0 || ::dup2(fds[1], 2) < 0) child_fail("dup2");
+        if (::dup2(devnull, 0) < 0 || ::dup2(fds[1], 1) < 0 || ::dup2(err_fds[1] >= 0 ? err_fds[1] : fds[1], 2) < 0)
+            child_fail("dup2");
         // The test process ignores SIGPIPE; the child starts with default dispositions.
         struct sigaction dfl {};
         dfl.sa_handler = SIG_DFL;
@@ -168,9 +180,11 @@ process::process(const std::string& path, const std::vector<std::string>& args, 
         child_fail(argv[0]);
     }
     ::close(fds[1]);
+    if (err_fds[1] >= 0) ::close(err_fds[1]);
     ::close(devnull);
     pid_ = pid;
     out_fd_ = fds[0];
+    err_fd_ = err_fds[0];
     reader_ = std::thread([this] { reader_loop(); });
 }
 
@@ -178,30 +192,36 @@ process::~process() {
     kill_now();
     if (reader_.joinable()) reader_.join();
     if (out_fd_ >= 0) ::close(out_fd_);
+    if (err_fd_ >= 0) ::close(err_fd_);
 }
 
 void process::reader_loop() {
     char buf[8192];
-    // Bounded even if something else keeps the pipe open: once the child is reaped
-    // and the pipe has been quiet for a while, stop.
+    // Bounded even if something else keeps a pipe open: once the child is reaped and
+    // the pipes have been quiet for a while, stop.
     auto quiet_since = clock::now();
-    for (;;) {
-        pollfd p{out_fd_, POLLIN, 0};
-        const int r = ::poll(&p, 1, 50);
+    bool out_open = true;
+    bool err_open = err_fd_ >= 0;
+    while (out_open || err_open) {
+        pollfd p[2] = {{out_open ? out_fd_ : -1, POLLIN, 0}, {err_open ? err_fd_ : -1, POLLIN, 0}};
+        const int r = ::poll(p, 2, 50);
         if (r < 0 && errno == EINTR) continue;
         if (r > 0) {
-            const ssize_t n = ::read(out_fd_, buf, sizeof buf);
-            if (n > 0) {
-                output_.append(buf, static_cast<std::size_t>(n));
-                quiet_since = clock::now();
-                continue;
+            for (int i = 0; i < 2; ++i) {
+                if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                const ssize_t n = ::read(p[i].fd, buf, sizeof buf);
+                if (n > 0) {
+                    (i == 0 ? output_ : errors_).append(buf, static_cast<std::size_t>(n));
+                    quiet_since = clock::now();
+                } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+                    (i == 0 ? out_open : err_open) = false;
+                }
             }
-            if (n == 0) break;
-            if (errno == EINTR || errno == EAGAIN) continue;
-            break;
+            continue;
         }
         if (reaped_flag_.load() && clock::now() - quiet_since > 200ms) break;
     }
+    errors_.close();
     output_.close();
 }
 
@@ -248,7 +268,7 @@ void process::kill_now() {
 }
 
 run_result run_to_exit(const std::string& path, const std::vector<std::string>& args, clock::duration timeout) {
-    process p(path, args);
+    process p(path, args, spawn_options{.separate_stderr = true});
     run_result result;
     if (p.wait_exit(timeout)) {
         result.exit_code = p.exit_code();
@@ -257,7 +277,8 @@ run_result run_to_exit(const std::string& path, const std::vector<std::string>& 
     }
     // Let the reader collect the rest of the output (the pipe closes on exit).
     p.wait_for_line(std::regex("a^"), 300ms);
-    result.output = p.output_text();
+    result.err = p.error_output().text();
+    result.output = p.output_text() + result.err;
     return result;
 }
 

@@ -59,6 +59,7 @@ private:
 
 struct spawn_options {
     std::optional<rlim_t> nofile;  // RLIMIT_NOFILE for the child, soft and hard
+    bool separate_stderr = false;  // stderr to its own buffer instead of mixed with stdout
 };
 
 class process {
@@ -77,6 +78,8 @@ public:
     const line_buffer& output() const noexcept { return output_; }
     line_buffer& output() noexcept { return output_; }
     std::string output_text() const { return output_.text(); }
+    // With separate_stderr: what the child wrote to stderr (else always empty).
+    const line_buffer& error_output() const noexcept { return errors_; }
 
     void send_signal(int signo);
     bool running();
@@ -94,8 +97,10 @@ private:
     bool reaped_ = false;
     std::atomic<bool> reaped_flag_{false};  // reaped_, readable by the reader thread
     int status_ = 0;
-    int out_fd_ = -1;  // read end of the stdout+stderr pipe
+    int out_fd_ = -1;  // read end of the stdout (+stderr unless separate) pipe
+    int err_fd_ = -1;  // read end of the stderr pipe with separate_stderr
     line_buffer output_;
+    line_buffer errors_;
     std::thread reader_;
 };
 
@@ -103,7 +108,8 @@ private:
 // its exit code (or -signal) plus all output. Used for --help, --check and so on.
 struct run_result {
     std::optional<int> exit_code;  // nullopt: timed out
-    std::string output;
+    std::string output;  // stdout then stderr
+    std::string err;     // stderr alone
 };
 run_result run_to_exit(const std::string& path, const std::vector<std::string>& args, clock::duration timeout);
 

@@ -12,7 +12,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -21,6 +23,29 @@
 namespace it {
 
 namespace {
+
+// A connect whose handshake completed but whose connection was reset before
+// connect_tcp() could look at it (halfpipe resets a client at once when, say, the
+// upstream refuses): SO_ERROR then hands over the ECONNRESET, and the socket's next
+// recv() would only say EOF. Such sockets are remembered here so that the next
+// read, write or error wait on them still reports the reset.
+std::mutex g_reset_mutex;
+std::set<int> g_reset_before_use;
+
+void remember_reset(int fd) {
+    std::lock_guard lock(g_reset_mutex);
+    g_reset_before_use.insert(fd);
+}
+
+bool take_reset(int fd) {
+    std::lock_guard lock(g_reset_mutex);
+    return g_reset_before_use.erase(fd) != 0;
+}
+
+void forget_reset(int fd) {
+    std::lock_guard lock(g_reset_mutex);
+    g_reset_before_use.erase(fd);
+}
 
 int remaining_ms(clock::time_point deadline) {
     const auto left = deadline - clock::now();
@@ -55,6 +80,7 @@ enum class read_mode { exact, until_end, some };
 read_result read_loop(int fd, clock::time_point deadline, read_mode mode, std::size_t want, std::size_t keep_max,
                       std::size_t* total) {
     read_result r;
+    if (take_reset(fd)) return finish(std::move(r), read_end::reset, ECONNRESET);
     std::size_t got = 0;
     static thread_local std::vector<char> buf(256 * 1024);
     for (;;) {
@@ -84,7 +110,10 @@ read_result read_loop(int fd, clock::time_point deadline, read_mode mode, std::s
 // ---- socket_fd ------------------------------------------------------------
 
 void socket_fd::reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) {
+        forget_reset(fd_);
+        ::close(fd_);
+    }
     fd_ = -1;
 }
 
@@ -152,9 +181,16 @@ socket_fd connect_tcp(const endpoint& ep, clock::duration timeout, int* err) {
         e = ETIMEDOUT;
         return {};
     }
+    // Connected (or connected and already half-closed by the peer): no error to fetch.
+    if (auto st = tcp_state(s.get()); st && *st != TCP_CLOSE && *st != TCP_SYN_SENT) return s;
     int so_error = 0;
     socklen_t len = sizeof so_error;
     ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &so_error, &len);
+    if (so_error == ECONNRESET) {
+        // The handshake completed, then the peer reset the connection.
+        remember_reset(s.get());
+        return s;
+    }
     if (so_error != 0) {
         e = so_error;
         return {};
@@ -252,6 +288,10 @@ std::size_t write_all(int fd, std::string_view data, clock::time_point deadline,
     int& e = err ? *err : dummy;
     e = 0;
     std::size_t done = 0;
+    if (take_reset(fd)) {
+        e = ECONNRESET;
+        return 0;
+    }
     while (done < data.size()) {
         const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
         if (n > 0) {
@@ -281,6 +321,7 @@ void shutdown_write(int fd) { ::shutdown(fd, SHUT_WR); }
 
 void abort_close(socket_fd& s) {
     if (!s) return;
+    forget_reset(s.get());
     const linger l{1, 0};
     ::setsockopt(s.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
     s.reset();
@@ -325,6 +366,7 @@ const char* tcp_state_name(int state) noexcept {
 }
 
 int wait_socket_error(int fd, clock::time_point deadline) {
+    if (take_reset(fd)) return ECONNRESET;
     for (;;) {
         // events = 0: only POLLERR / POLLHUP / POLLNVAL are reported, so a socket
         // that already read EOF (always "readable") does not wake us up.
@@ -345,6 +387,11 @@ int wait_socket_error(int fd, clock::time_point deadline) {
 
 exchange_result exchange(int fd, std::string_view out, std::size_t in_expected, clock::time_point deadline) {
     exchange_result x;
+    if (take_reset(fd)) {
+        x.write_err = ECONNRESET;
+        x.read = finish({}, read_end::reset, ECONNRESET);
+        return x;
+    }
     x.read.end = read_end::timeout;
     bool reading = in_expected > 0;
     if (!reading) x.read.end = read_end::data;

@@ -1,0 +1,47 @@
+#pragma once
+// The admin HTTP endpoint: its own thread and io_context, so a slow scrape or a
+// misbehaving admin client can never delay the relay.
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "common/net.hpp"
+#include "config/config.hpp"
+#include "server/admin/admin_backend.hpp"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace halfpipe {
+
+struct admin_options {
+    config::host_port address;
+    std::optional<std::string> token;  // required as "Authorization: Bearer ..." for POST
+};
+
+class admin_server {
+public:
+    admin_server(admin_options options, admin_backend& backend, std::shared_ptr<prometheus::Registry> registry);
+    ~admin_server();
+    admin_server(const admin_server&) = delete;
+    admin_server& operator=(const admin_server&) = delete;
+
+    void start();  // binds (throws std::system_error), logs event=admin_listening, runs its thread
+    void stop();
+
+private:
+    net::awaitable<void> accept_loop();
+    net::awaitable<void> serve(tcp::socket socket);
+
+    admin_options options_;
+    admin_backend& backend_;
+    std::shared_ptr<prometheus::Registry> registry_;
+    net::io_context context_{1};
+    tcp::acceptor acceptor_{context_};
+    std::size_t connections_ = 0;
+    std::thread thread_;
+};
+
+}  // namespace halfpipe
