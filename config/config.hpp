@@ -95,4 +95,8 @@ std::optional<duration> parse_duration(const std::string& text, bool allow_off);
 std::size_t parse_size(const std::string& text);  // "65536", "64KiB", "1MiB"
 bool is_ip_literal(const std::string& host);
 
+inline constexpr unsigned max_workers = 1024;
+// 0 → one worker per core (at least one, as hardware_concurrency() may not know).
+unsigned resolve_workers(unsigned requested) noexcept;
+
 }  // namespace halfpipe::config

@@ -1,11 +1,11 @@
 #pragma once
 // Private to the config layer: every way of building a config resolves workers the same way.
 
+#include "config/config.hpp"
+
 namespace halfpipe::config {
 
-inline constexpr unsigned max_workers = 1024;
-
-// 0 → one worker per core (at least one, as hardware_concurrency() may not know).
-unsigned resolve_workers(unsigned requested) noexcept;
+// max_workers and resolve_workers are declared in config.hpp: the command line
+// resolves --workers the same way.
 
 }  // namespace halfpipe::config

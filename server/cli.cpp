@@ -2,7 +2,6 @@
 
 #include <boost/program_options.hpp>
 #include <iostream>
-#include <thread>
 
 namespace halfpipe {
 
@@ -42,15 +41,32 @@ std::optional<config::duration> flag_duration(const po::variables_map& vm, const
     }
 }
 
+config::host_port flag_address(const po::variables_map& vm, const char* key) {
+    try {
+        return config::parse_host_port(text(vm, key), true);
+    } catch (const config::config_error& e) {
+        throw config::config_error(std::string("--") + key + ": " + e.what());
+    }
+}
+
+// Flags are checked as strictly as the keys they override.
 void apply_overrides(const po::variables_map& vm, config::config& cfg) {
     if (vm.count("admin")) {
-        auto value = text(vm, "admin");
-        cfg.admin = value == "off" ? std::nullopt : std::optional(config::parse_host_port(value, true));
+        cfg.admin = text(vm, "admin") == "off" ? std::nullopt : std::optional(flag_address(vm, "admin"));
+        for (const auto& l : cfg.listeners)
+            for (const auto& bind : l.bind)
+                if (cfg.admin && cfg.admin->port != 0 && *cfg.admin == bind)
+                    throw config::config_error("--admin: " + bind.to_string() + " is already bound by listener " +
+                                               l.name);
     }
     if (vm.count("workers")) {
         auto n = vm["workers"].as<unsigned>();
-        cfg.workers = n ? n : std::max(1u, std::thread::hardware_concurrency());
+        if (n > config::max_workers)
+            throw config::config_error("--workers: at most " + std::to_string(config::max_workers));
+        cfg.workers = config::resolve_workers(n);
     }
+    if (vm.count("max-connections") && vm["max-connections"].as<std::size_t>() == 0)
+        throw config::config_error("--max-connections: must be at least 1");
     if (vm.count("drain-timeout")) cfg.drain_timeout = *flag_duration(vm, "drain-timeout", false);
     for (auto& l : cfg.listeners) {
         if (vm.count("connect-timeout")) l.timeouts.connect = *flag_duration(vm, "connect-timeout", false);
