@@ -26,6 +26,13 @@ config single_listener(host_port bind, host_port upstream) {
     return result;
 }
 
+void check_listen_is_free(const config& result) {
+    bind_claims claims;
+    if (result.admin) claims.claim(*result.admin, "the admin address");
+    if (auto owner = claims.claim(result.listeners.front().bind.front(), "--listen"))
+        throw config_error("--listen: " + result.listeners.front().bind.front().to_string() + " is already " + *owner);
+}
+
 }  // namespace
 
 config default_config() { return single_listener({"127.0.0.1", 8080}, {"127.0.0.1", 9000}); }
@@ -36,11 +43,30 @@ config quick_config(const std::string& listen, const std::string& upstream) {
     if (target.port == 0) throw config_error("--upstream: port 0 is not allowed for an upstream (expected 1..65535)");
 
     auto result = single_listener(std::move(bind), std::move(target));
-    bind_claims claims;
-    if (result.admin) claims.claim(*result.admin, "the admin address");
-    if (auto owner = claims.claim(result.listeners.front().bind.front(), "--listen"))
-        throw config_error("--listen: " + result.listeners.front().bind.front().to_string() + " is already " + *owner);
+    check_listen_is_free(result);
     return result;
+}
+
+config quick_forward_config(const std::string& listen, listener_mode mode) {
+    auto result = single_listener(parse_option("--listen", listen, true), {});
+    result.listeners.front().mode = mode;  // an empty acl: loopback destinations only
+    check_listen_is_free(result);
+    return result;
+}
+
+std::string_view to_string(listener_mode mode) noexcept {
+    switch (mode) {
+        case listener_mode::reverse: return "reverse";
+        case listener_mode::connect: return "connect";
+        case listener_mode::socks5: return "socks5";
+    }
+    return "unknown";
+}
+
+std::optional<listener_mode> parse_listener_mode(std::string_view text) noexcept {
+    for (auto mode : {listener_mode::reverse, listener_mode::connect, listener_mode::socks5})
+        if (text == to_string(mode)) return mode;
+    return std::nullopt;
 }
 
 }  // namespace halfpipe::config

@@ -37,6 +37,7 @@ struct timeouts_config {
     std::optional<duration> half_close = 60s;  // one direction finished, the other idle
     std::optional<duration> max_lifetime;       // off by default
     duration rst_flush = 1s;  // bytes already read still leave before an RST is passed on
+    duration handshake = 10s;  // forward modes: the whole CONNECT head / SOCKS5 negotiation
     bool operator==(const timeouts_config&) const = default;
 };
 
@@ -47,10 +48,27 @@ struct upstream_config {
     bool operator==(const upstream_config&) const = default;
 };
 
+// reverse: every client goes to the configured upstream. connect, socks5: forward
+// proxy, the client names its destination (HTTP CONNECT, SOCKS5), checked against `acl`.
+enum class listener_mode { reverse, connect, socks5 };
+
+// One allow/deny rule of a forward listener's destination ACL; first match wins,
+// no match denies. Absent fields match anything; at least one is present.
+struct acl_rule {
+    bool allow = false;
+    std::optional<std::string> cidr;   // "10.0.0.0/8", "::1/128"
+    std::optional<std::string> host;   // "example.org", "*.example.org"
+    std::optional<std::string> ports;  // "443", "80,443", "1024-65535"
+    bool operator==(const acl_rule&) const = default;
+};
+
 struct listener_config {
     std::string name;
+    listener_mode mode = listener_mode::reverse;
+    // Forward modes; empty means the safe default: loopback destinations only.
+    std::vector<acl_rule> acl;
     std::vector<host_port> bind;  // IP literals only (IPv4 or IPv6)
-    upstream_config upstream;
+    upstream_config upstream;  // reverse mode only
     timeouts_config timeouts;
     std::size_t buffer_size = 64 * 1024;  // per direction, borrowed only while bytes move
     std::optional<std::size_t> max_connections;
@@ -87,6 +105,11 @@ config default_config();
 
 // The quick form: one listener "default" from --listen to --upstream, defaults otherwise.
 config quick_config(const std::string& listen, const std::string& upstream);
+// The quick forward form: --listen with --mode connect|socks5 (loopback-only ACL).
+config quick_forward_config(const std::string& listen, listener_mode mode);
+
+std::string_view to_string(listener_mode mode) noexcept;
+std::optional<listener_mode> parse_listener_mode(std::string_view text) noexcept;
 
 // Parsers shared by the loader and the command line; throw config_error on bad input.
 host_port parse_host_port(const std::string& text, bool require_ip_literal);

@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "config/acl_check.hpp"
 #include "config/bind_claims.hpp"
 #include "config/workers.hpp"
 #include "config/yaml_reader.hpp"
@@ -67,13 +68,14 @@ std::optional<keepalive_config> read_keepalive(const reader& r, const located& a
 }
 
 timeouts_config read_timeouts(const reader& r, const located& at) {
-    const auto m = r.map(at, {"connect", "idle", "half_close", "max_lifetime", "rst_flush"});
+    const auto m = r.map(at, {"connect", "idle", "half_close", "max_lifetime", "rst_flush", "handshake"});
     timeouts_config timeouts;
     if (auto f = m.find("connect")) timeouts.connect = *r.duration_value(*f, false);
     if (auto f = m.find("idle")) timeouts.idle = r.duration_value(*f, true);
     if (auto f = m.find("half_close")) timeouts.half_close = r.duration_value(*f, true);
     if (auto f = m.find("max_lifetime")) timeouts.max_lifetime = r.duration_value(*f, true);
     if (auto f = m.find("rst_flush")) timeouts.rst_flush = *r.duration_value(*f, false);
+    if (auto f = m.find("handshake")) timeouts.handshake = *r.duration_value(*f, false);
     return timeouts;
 }
 
@@ -113,10 +115,30 @@ std::vector<host_port> read_binds(const reader& r, const located& at, bind_claim
     return binds;
 }
 
+std::vector<acl_rule> read_acl(const reader& r, const located& at) {
+    std::vector<acl_rule> rules;
+    for (const auto& item : r.sequence(at, "a list of rules like {allow: 10.0.0.0/8, ports: \"443\"}")) {
+        const auto m = r.map(item, {"allow", "deny", "host", "ports"});
+        const auto allow = m.find("allow");
+        const auto deny = m.find("deny");
+        if (bool(allow) == bool(deny)) r.fail(item, "a rule has exactly one of allow or deny");
+        acl_rule rule;
+        rule.allow = bool(allow);
+        // `allow: 10.0.0.0/8` names a CIDR; `allow: any` with host/ports narrows by those alone.
+        auto target = r.string(allow ? *allow : *deny, "a CIDR or any");
+        if (target != "any") rule.cidr = target;
+        if (auto f = m.find("host")) rule.host = r.string(*f, "a host name or *.domain pattern");
+        if (auto f = m.find("ports")) rule.ports = r.string(*f, "ports like 443, 80,443 or 1024-65535");
+        if (auto problem = check_acl_rule(rule)) r.fail(item, *problem);
+        rules.push_back(std::move(rule));
+    }
+    return rules;
+}
+
 listener_config read_listener(const reader& r, const located& at, const std::vector<listener_config>& earlier,
                               bind_claims& claims) {
-    const auto m = r.map(at, {"name", "bind", "upstream", "timeouts", "buffer_size", "max_connections", "backlog",
-                              "tcp_nodelay", "keepalive", "linger"});
+    const auto m = r.map(at, {"name", "mode", "acl", "bind", "upstream", "timeouts", "buffer_size",
+                              "max_connections", "backlog", "tcp_nodelay", "keepalive", "linger"});
     listener_config listener;
     const auto name = m.require("name");
     listener.name = r.string(name, "a name");
@@ -129,7 +151,21 @@ listener_config read_listener(const reader& r, const located& at, const std::vec
                    "duplicate listener name \"" + listener.name + "\" (also listeners[" + std::to_string(i) + "])");
     }
     listener.bind = read_binds(r, m.require("bind"), claims, listener.name);
-    listener.upstream = read_upstream(r, m.require("upstream"));
+    if (auto f = m.find("mode")) {
+        auto text = r.string(*f, "reverse, connect or socks5");
+        auto mode = parse_listener_mode(text);
+        if (!mode) r.fail(*f, "expected reverse, connect or socks5, got \"" + text + "\"");
+        listener.mode = *mode;
+    }
+    if (listener.mode == listener_mode::reverse) {
+        listener.upstream = read_upstream(r, m.require("upstream"));
+        if (auto f = m.find("acl")) r.fail(*f, "acl applies to mode connect or socks5 only");
+    } else {
+        if (auto f = m.find("upstream"))
+            r.fail(*f, "a forward listener (mode " + std::string(to_string(listener.mode)) +
+                           ") has no upstream: clients name their destination");
+        if (auto f = m.find("acl")) listener.acl = read_acl(r, *f);
+    }
     if (auto f = m.find("timeouts")) listener.timeouts = read_timeouts(r, *f);
     if (auto f = m.find("buffer_size")) listener.buffer_size = r.size(*f, min_buffer_size, max_buffer_size);
     if (auto f = m.find("max_connections")) {

@@ -19,6 +19,7 @@ po::options_description describe() {
         ("check", "with --config: validate the file, print the result, exit 0 (valid) or 1")
         ("listen", po::value<std::string>(), "quick form: listen address, e.g. 127.0.0.1:8080 or [::1]:8080")
         ("upstream", po::value<std::string>(), "quick form: upstream address, host:port")
+        ("mode", po::value<std::string>(), "quick form: reverse (default, needs --upstream), connect or socks5")
         ("admin", po::value<std::string>(), "admin endpoint address, or off")
         ("workers", po::value<unsigned>(), "worker threads (0 = one per core)")
         ("drain-timeout", po::value<std::string>(), "how long live connections may finish after SIGTERM, e.g. 30s")
@@ -104,8 +105,15 @@ cli_result parse_cli(int argc, char** argv) {
         std::cout << "halfpipe " HALFPIPE_VERSION "\n";
         return exit_with(0);
     }
-    if (vm.count("listen") != vm.count("upstream")) {
-        std::cerr << "halfpipe: --listen and --upstream go together\n";
+    const auto mode = vm.count("mode") ? config::parse_listener_mode(text(vm, "mode")) : config::listener_mode::reverse;
+    if (!mode) {
+        std::cerr << "halfpipe: --mode: expected reverse, connect or socks5\n";
+        return exit_with(2);
+    }
+    const bool forward = *mode != config::listener_mode::reverse;
+    if ((vm.count("mode") && !vm.count("listen")) || (forward && vm.count("upstream")) ||
+        (!forward && vm.count("listen") != vm.count("upstream"))) {
+        std::cerr << "halfpipe: use --listen with --upstream, or --listen with --mode connect|socks5\n";
         return exit_with(2);
     }
     if (vm.count("listen") && vm.count("config")) {
@@ -124,7 +132,8 @@ cli_result parse_cli(int argc, char** argv) {
             r.cfg = config::load_file(r.source);
         } else if (vm.count("listen")) {
             r.source = "command line";
-            r.cfg = config::quick_config(text(vm, "listen"), text(vm, "upstream"));
+            r.cfg = forward ? config::quick_forward_config(text(vm, "listen"), *mode)
+                            : config::quick_config(text(vm, "listen"), text(vm, "upstream"));
         } else {
             r.source = "built-in default";
             r.cfg = config::default_config();

@@ -10,6 +10,7 @@
 
 #include "common/net.hpp"
 #include "config/config.hpp"
+#include "server/forward/destination_acl.hpp"
 #include "server/metrics/proxy_metrics.hpp"
 
 namespace halfpipe {
@@ -22,6 +23,8 @@ struct listener_runtime {
     std::optional<net::ip::address> source_address;  // parsed upstream.source_address
     std::atomic<std::size_t> live{0};
     listener_metrics& metrics;
+    std::optional<forward::destination_acl> acl;       // forward modes
+    const std::vector<tcp::endpoint>* all_bound = nullptr;  // every listener's, to refuse loops
     // steady_clock ticks of the last accept-error log line, shared by the workers so
     // that descriptor exhaustion is logged once per interval, not once per worker.
     std::atomic<std::int64_t> last_accept_error_log{0};

@@ -1,4 +1,5 @@
 #include <exception>
+#include <boost/system/system_error.hpp>
 #include <system_error>
 
 #include "common/log.hpp"
@@ -20,6 +21,9 @@ int main(int argc, char** argv) {
                  fd_limit);
     try {
         return halfpipe::run_proxy(cli.cfg);
+    } catch (const boost::system::system_error& e) {  // a bind that failed, for one
+        log.error("event=fatal error=\"{}\"", e.what());
+        return 1;
     } catch (const std::system_error& e) {
         log.error("event=fatal error=\"{}\"", e.what());
         return 1;

@@ -32,6 +32,14 @@ kernel::endpoint census_endpoint(const tcp::endpoint& ep) {
     return kernel::endpoint::parse(ep.address().to_string(), ep.port());
 }
 
+// The config layer has checked every rule with the same parser.
+forward::destination_acl make_acl(const config::listener_config& lc) {
+    if (lc.acl.empty()) return forward::destination_acl::loopback_only();
+    std::vector<forward::acl_rule> rules;
+    for (const auto& r : lc.acl) rules.push_back(forward::parse_rule(r.allow ? "allow" : "deny", r.cidr, r.host, r.ports));
+    return forward::destination_acl(std::move(rules));
+}
+
 class proxy final : public admin_backend {
 public:
     explicit proxy(const config::config& cfg) : cfg_(cfg), metrics_(cfg) {
@@ -42,6 +50,8 @@ public:
                 l->upstream_literal.emplace_back(net::ip::make_address(lc.upstream.address.host),
                                                  lc.upstream.address.port);
             if (lc.upstream.source_address) l->source_address = net::ip::make_address(*lc.upstream.source_address);
+            if (lc.mode != config::listener_mode::reverse) l->acl = make_acl(lc);
+            l->all_bound = &all_bound_;
             listeners_.push_back(std::move(l));
         }
         for (unsigned i = 0; i < cfg.workers; ++i)
@@ -138,6 +148,7 @@ private:
                     w->add_acceptor(*l, std::move(acceptor));
                 }
                 l->bound.push_back(endpoint);
+                all_bound_.push_back(endpoint);
             }
         }
     }
@@ -163,6 +174,7 @@ private:
     std::atomic<bool> draining_{false};
     // Declared before the workers: suspended sessions refer to their listener until
     // the workers are destroyed.
+    std::vector<tcp::endpoint> all_bound_;
     std::vector<std::unique_ptr<listener_runtime>> listeners_;
     std::vector<std::unique_ptr<worker>> workers_;
 };

@@ -6,6 +6,7 @@
 
 #include "common/log.hpp"
 #include "server/access_log.hpp"
+#include "server/forward_tunnel.hpp"
 #include "server/session.hpp"
 #include "server/socket_options.hpp"
 #include "server/upstream_connector.hpp"
@@ -79,23 +80,38 @@ void fail(session& s, direction d, const boost::system::error_code& ec) {
 // socket is watched for errors for the whole session, and a reset is passed on
 // at once. SO_ERROR tells a reset from the normal end of a connection, which the
 // kernel also reports as a hang-up.
+bool cancelled(net::cancellation_state state) { return state.cancelled() != net::cancellation_type::none; }
+
+// A cancellation that arrives while a coroutine is between two waits is only
+// recorded, not applied to the next wait: look at the record after every wait.
+net::awaitable<bool> wait(net::awaitable<std::tuple<boost::system::error_code>> operation) {
+    auto [ec] = co_await std::move(operation);
+    net::cancellation_state state = co_await net::this_coro::cancellation_state;
+    co_return !cancelled(state) && ec != net::error::operation_aborted;
+}
+
 net::awaitable<void> watch_for_reset(session& s, direction d) {
     co_await net::this_coro::throw_if_cancelled(false);
     auto& source = source_of(s, d);
     net::steady_timer pause(co_await net::this_coro::executor);
+    auto park = [&]() -> net::awaitable<void> {
+        // Another part of the session is ending it, perhaps still flushing before a
+        // reset: returning now would cancel that, so wait to be cancelled instead.
+        net::cancellation_state state = co_await net::this_coro::cancellation_state;
+        if (cancelled(state)) co_return;
+        pause.expires_at(clock::time_point::max());
+        co_await wait(pause.async_wait(use_tuple));
+    };
     for (;;) {
-        auto [ec] = co_await source.async_wait(tcp::socket::wait_error, use_tuple);
-        if (ec == net::error::operation_aborted) co_return;
-        if (s.terminating || ec) {
-            // Another part of the session is ending it, perhaps still flushing before
-            // a reset: returning now would cancel that, so wait to be cancelled.
-            pause.expires_at(clock::time_point::max());
-            co_await pause.async_wait(use_tuple);
+        if (!co_await wait(source.async_wait(tcp::socket::wait_error, use_tuple))) co_return;
+        if (s.terminating) {
+            co_await park();
             co_return;
         }
         const int error = take_socket_error(source);
         if ((error == ECONNRESET || error == EPIPE) && s.finished[d]) {
             co_await pass_reset(s, d);  // nothing left to read from that side
+            co_await park();
             co_return;
         }
         if (error == ECONNRESET || error == EPIPE) {
@@ -105,22 +121,23 @@ net::awaitable<void> watch_for_reset(session& s, direction d) {
             s.reset_seen[d] = true;
             s.reset_deadline = clock::now() + s.listener.cfg.timeouts.rst_flush;
             pause.expires_at(s.reset_deadline);
-            auto [cancelled] = co_await pause.async_wait(use_tuple);
-            if (cancelled) co_return;
+            if (!co_await wait(pause.async_wait(use_tuple))) co_return;
             if (!s.terminating) co_await pass_reset(s, d, s.reset_deadline);
-            pause.expires_at(clock::time_point::max());
-            co_await pause.async_wait(use_tuple);
+            co_await park();
             co_return;
         }
         if (error != 0) {
             fail(s, d, boost::system::error_code(error, boost::system::system_category()));
+            co_await park();
             co_return;
         }
         // A hang-up after both FINs, or urgent data: nothing to do, and the level
         // stays set, so look again only after a pause instead of spinning.
         pause.expires_after(50ms);
-        auto [pause_error] = co_await pause.async_wait(use_tuple);
-        if (pause_error || s.terminating) co_return;
+        if (!co_await wait(pause.async_wait(use_tuple)) || s.terminating) {
+            co_await park();
+            co_return;
+        }
     }
 }
 
@@ -247,6 +264,26 @@ void finish(session& s) {
     log_access(s);
 }
 
+// From an open upstream connection to the end of the session.
+net::awaitable<void> relay(session& s) {
+    apply_stream_options(s.upstream, s.listener.cfg);
+    s.touch();
+    update_state(s);
+
+    // The pumps end together (both FINs) or through a reset or a timeout, each of
+    // which closes both sockets; whichever of the others is still waiting is cancelled.
+    co_await ((pump(s, to_upstream) && pump(s, to_client)) || watch_for_reset(s, to_upstream) ||
+              watch_for_reset(s, to_client) || watchdog(s));
+
+    if (!s.terminating) {
+        // Both FINs passed on and every byte written: each socket is shut both ways.
+        s.set_state(relay_state::closing);
+        close_socket(s.client, close_kind::immediate);
+        close_socket(s.upstream, close_kind::immediate);
+    }
+    finish(s);
+}
+
 struct live_count_guard {
     std::atomic<std::size_t>& live;
     ~live_count_guard() { live.fetch_sub(1, std::memory_order_relaxed); }
@@ -261,6 +298,14 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
     owner.sessions().push_back(s);
     apply_stream_options(s.client, listener.cfg);
 
+    if (listener.cfg.mode != config::listener_mode::reverse) {
+        if (!co_await open_forward_tunnel(s)) {
+            finish(s);
+            co_return;
+        }
+        co_await relay(s);
+        co_return;
+    }
     tcp::endpoint connected;
     auto result = co_await connect_upstream(listener, s.upstream, connected);
     if (!s.terminating && !result.ok) {
@@ -279,22 +324,7 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
     listener.metrics.connect_duration->Observe(std::chrono::duration<double>(clock::now() - s.started).count());
     s.upstream_endpoint = connected;
     listener.note_upstream(connected);
-    apply_stream_options(s.upstream, listener.cfg);
-    s.touch();
-    update_state(s);
-
-    // The pumps end together (both FINs) or through a reset or a timeout, each of
-    // which closes both sockets; whichever of the others is still waiting is cancelled.
-    co_await ((pump(s, to_upstream) && pump(s, to_client)) || watch_for_reset(s, to_upstream) ||
-              watch_for_reset(s, to_client) || watchdog(s));
-
-    if (!s.terminating) {
-        // Both FINs passed on and every byte written: each socket is shut both ways.
-        s.set_state(relay_state::closing);
-        close_socket(s.client, close_kind::immediate);
-        close_socket(s.upstream, close_kind::immediate);
-    }
-    finish(s);
+    co_await relay(s);
 }
 
 }  // namespace halfpipe

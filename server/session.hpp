@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "common/close_kind.hpp"
 #include "common/close_outcome.hpp"
@@ -39,6 +40,7 @@ struct session : session_hook {
     tcp::socket upstream;
     tcp::endpoint client_endpoint;
     std::optional<tcp::endpoint> upstream_endpoint;
+    std::string destination;  // forward modes: host:port as the client asked for it
 
     clock::time_point started;
     clock::time_point last_activity;

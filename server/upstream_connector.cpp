@@ -20,14 +20,21 @@ std::string_view classify(const boost::system::error_code& ec) {
     return "connect_error";
 }
 
-net::awaitable<std::vector<tcp::endpoint>> resolve(listener_runtime& listener, net::steady_timer& deadline,
-                                                   boost::system::error_code& error) {
-    if (!listener.upstream_literal.empty()) co_return listener.upstream_literal;
-    tcp::resolver resolver(co_await net::this_coro::executor);
-    const auto& address = listener.cfg.upstream.address;
-    auto result = co_await (resolver.async_resolve(address.host, std::to_string(address.port), use_tuple) ||
-                            deadline.async_wait(use_tuple));
+net::awaitable<std::vector<tcp::endpoint>> resolve(listener_runtime& listener, const upstream_target& target,
+                                                   net::steady_timer& deadline, boost::system::error_code& error) {
+    const auto& configured = listener.cfg.upstream.address;
+    if (!listener.upstream_literal.empty() && target.host == configured.host && target.port == configured.port)
+        co_return listener.upstream_literal;
     std::vector<tcp::endpoint> endpoints;
+    boost::system::error_code not_literal;
+    auto literal = net::ip::make_address(target.host, not_literal);
+    if (!not_literal) {
+        endpoints.emplace_back(literal, target.port);
+        co_return endpoints;
+    }
+    tcp::resolver resolver(co_await net::this_coro::executor);
+    auto result = co_await (resolver.async_resolve(target.host, std::to_string(target.port), use_tuple) ||
+                            deadline.async_wait(use_tuple));
     if (result.index() == 1) {
         error = net::error::timed_out;
         co_return endpoints;
@@ -42,13 +49,28 @@ net::awaitable<std::vector<tcp::endpoint>> resolve(listener_runtime& listener, n
 
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp::socket& socket,
                                                 tcp::endpoint& connected_to) {
+    const auto& configured = listener.cfg.upstream.address;
+    // Named, not a temporary: GCC 12 mishandles temporaries that live across a co_await.
+    const upstream_target target{configured.host, configured.port};
+    const endpoint_filter any_address;
+    co_return co_await connect_upstream(listener, target, socket, connected_to, any_address);
+}
+
+net::awaitable<connect_result> connect_upstream(listener_runtime& listener, const upstream_target& target,
+                                                tcp::socket& socket, tcp::endpoint& connected_to,
+                                                const endpoint_filter& allowed) {
     net::steady_timer deadline(co_await net::this_coro::executor, listener.cfg.timeouts.connect);
     boost::system::error_code resolve_error;
-    auto endpoints = co_await resolve(listener, deadline, resolve_error);
+    auto endpoints = co_await resolve(listener, target, deadline, resolve_error);
     if (endpoints.empty()) {
         if (resolve_error == net::error::timed_out) co_return connect_result{false, "connect_timeout", resolve_error};
         co_return connect_result{false, "resolve_failed", resolve_error};
     }
+    // A name is only as allowed as every address it resolves to: no DNS-rebinding bypass.
+    if (allowed)
+        for (const auto& endpoint : endpoints)
+            if (!allowed(endpoint))
+                co_return connect_result{false, "destination_denied", net::error::access_denied};
 
     boost::system::error_code last_error;
     for (const auto& endpoint : endpoints) {

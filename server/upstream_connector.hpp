@@ -1,4 +1,7 @@
 #pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
 #include <string_view>
 
 #include "common/net.hpp"
@@ -9,12 +12,25 @@ namespace halfpipe {
 struct connect_result {
     bool ok = false;
     std::string_view reason;  // on failure: connect_refused, connect_timeout, connect_unreachable,
-                              // port_exhausted, resolve_failed, connect_error
+                              // port_exhausted, resolve_failed, connect_error, destination_denied
     boost::system::error_code error;
 };
 
+struct upstream_target {
+    std::string host;  // DNS name or IP literal (no brackets)
+    std::uint16_t port = 0;
+};
+
+// false: the resolved address may not be connected to (forward-proxy ACLs).
+using endpoint_filter = std::function<bool(const tcp::endpoint&)>;
+
 // Resolves (host names asynchronously, per connection) and connects `socket`, trying
-// each address in turn; the listener's connect timeout bounds the whole attempt.
+// each allowed address in turn; the listener's connect timeout bounds the whole attempt.
+net::awaitable<connect_result> connect_upstream(listener_runtime& listener, const upstream_target& target,
+                                                tcp::socket& socket, tcp::endpoint& connected_to,
+                                                const endpoint_filter& allowed = nullptr);
+
+// The reverse-proxy form: the listener's configured upstream.
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp::socket& socket,
                                                 tcp::endpoint& connected_to);
 

@@ -98,10 +98,19 @@ net::awaitable<void> admin_server::serve(tcp::socket socket) {
             co_await http::async_write(stream, response, use_tuple);
             break;
         }
-        const auto& request = parser.get();
+        auto& request = parser.get();
+        // HEAD is GET without the body, Content-Length kept: a body here would be
+        // read as the start of the next response on a kept-alive connection.
+        const bool head = request.method() == http::verb::head;
+        if (head) request.method(http::verb::get);
         auto response = co_await route(ctx, request);
         response.keep_alive(request.keep_alive());
         response.prepare_payload();
+        if (head) {
+            const auto length = response.body().size();
+            response.body().clear();
+            response.content_length(length);
+        }
         stream.expires_after(request_deadline);
         auto [write_error, written] = co_await http::async_write(stream, response, use_tuple);
         if (write_error || !response.keep_alive()) break;

@@ -45,6 +45,10 @@ void listener_metrics::accept_error(std::string_view reason) {
     accept_errors[index_of(reason, accept_error_reasons)]->Increment();
 }
 
+void listener_metrics::forward_rejected(std::string_view reason) {
+    forward_rejections[index_of(reason, forward_rejection_reasons)]->Increment();
+}
+
 void listener_metrics::state_change(std::optional<relay_state> from, std::optional<relay_state> to) {
     if (from == to) return;
     if (from) states[static_cast<int>(*from)]->Decrement();
@@ -79,6 +83,10 @@ proxy_metrics::proxy_metrics(const config::config& cfg) {
                          .Name("halfpipe_connections_rejected_total")
                          .Help("Client connections reset on accept, by reason.")
                          .Register(r);
+    auto& forward_rejections = BuildCounter()
+                                   .Name("halfpipe_forward_rejections_total")
+                                   .Help("Forward-proxy clients turned away before a tunnel opened, by reason.")
+                                   .Register(r);
     auto& states = BuildGauge()
                        .Name("halfpipe_connections")
                        .Help("Live relayed connections by relay state (client_fin: the client sent FIN, halfpipe "
@@ -126,6 +134,8 @@ proxy_metrics::proxy_metrics(const config::config& cfg) {
         for (std::size_t i = 0; i < accept_error_reasons.size(); ++i)
             m.accept_errors[i] = &accept_errors.Add({{"listener", name}, {"reason", accept_error_reasons[i]}});
         m.rejected_max_connections = &rejected.Add({{"listener", name}, {"reason", "max_connections"}});
+        for (std::size_t i = 0; i < forward_rejection_reasons.size(); ++i)
+            m.forward_rejections[i] = &forward_rejections.Add({{"listener", name}, {"reason", forward_rejection_reasons[i]}});
         for (auto st : relay_states)
             m.states[static_cast<int>(st)] = &states.Add({{"listener", name}, {"state", std::string(to_string(st))}});
         m.duration = &duration.Add({{"listener", name}}, duration_buckets);

@@ -22,6 +22,8 @@ enum class relay_state;
 inline constexpr std::array connect_error_reasons{"refused", "timeout", "unreachable", "port_exhausted",
                                                   "resolve_failed", "other"};
 inline constexpr std::array accept_error_reasons{"emfile", "enfile", "enobufs", "enomem", "other"};
+inline constexpr std::array forward_rejection_reasons{"destination_denied", "bad_request", "handshake_incomplete",
+                                                      "auth_failed"};
 
 struct listener_metrics {
     prometheus::Counter* accepted;
@@ -32,6 +34,7 @@ struct listener_metrics {
     std::array<prometheus::Counter*, connect_error_reasons.size()> connect_errors;
     std::array<prometheus::Counter*, accept_error_reasons.size()> accept_errors;
     prometheus::Counter* rejected_max_connections;
+    std::array<prometheus::Counter*, forward_rejection_reasons.size()> forward_rejections;
     std::array<prometheus::Gauge*, 5> states;  // [relay_state]
     prometheus::Histogram* duration;
     prometheus::Histogram* connect_duration;
@@ -41,6 +44,7 @@ struct listener_metrics {
     void closed_with(close_outcome o) { closed[static_cast<int>(o.who)][static_cast<int>(o.how)]->Increment(); }
     void connect_error(std::string_view reason);  // reason as in the access log (connect_refused, ...)
     void accept_error(std::string_view reason);
+    void forward_rejected(std::string_view reason);
     void state_change(std::optional<relay_state> from, std::optional<relay_state> to);
 };
 

@@ -127,14 +127,11 @@ std::vector<MetricFamily> process_families() {
     max_fds.metric.push_back(gauge({}, static_cast<double>(limit.rlim_cur)));
     out.push_back(std::move(max_fds));
 
-    // Field numbers as in proc(5): utime 14, stime 15, starttime 22, vsize 23, rss 24.
+    // Field numbers as in proc(5): utime 14, stime 15, starttime 22, rss 24.
     auto field = [&](std::size_t number) { return number - 3 < stat.size() ? std::stod(stat[number - 3]) : 0.0; };
     auto rss = family("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge);
     rss.metric.push_back(gauge({}, field(24) * page));
     out.push_back(std::move(rss));
-    auto vsize = family("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge);
-    vsize.metric.push_back(gauge({}, field(23)));
-    out.push_back(std::move(vsize));
     auto cpu = family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
                       MetricType::Counter);
     cpu.metric.push_back(counter((field(14) + field(15)) / ticks));

@@ -16,7 +16,7 @@ std::vector<prometheus::MetricFamily> kernel_socket_families(const kernel::censu
                                                              const std::vector<std::string>& listener_names);
 
 // process_open_fds, process_max_fds, process_resident_memory_bytes,
-// process_virtual_memory_bytes, process_cpu_seconds_total, process_start_time_seconds.
+// process_cpu_seconds_total, process_start_time_seconds.
 std::vector<prometheus::MetricFamily> process_families();
 
 }  // namespace halfpipe

@@ -1,0 +1,196 @@
+#include "server/forward_tunnel.hpp"
+
+#include <array>
+#include <chrono>
+#include <string>
+
+#include "server/forward/connect_request.hpp"
+#include "server/forward/socks5.hpp"
+#include "server/listener_runtime.hpp"
+#include "server/session.hpp"
+#include "server/socket_options.hpp"
+#include "server/upstream_connector.hpp"
+
+namespace halfpipe {
+
+namespace {
+
+using namespace net::experimental::awaitable_operators;
+using clock = session::clock;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+// The handshake is small: a CONNECT head is bounded by the parser, SOCKS5 by its format.
+constexpr std::size_t handshake_read_size = 4096;
+
+struct handshake_reader {
+    tcp::socket& client;
+    net::steady_timer deadline;
+    std::array<char, handshake_read_size> buffer{};
+
+    // nullopt: the deadline passed, the client left, or it reset.
+    net::awaitable<std::optional<std::string_view>> read() {
+        auto result = co_await (client.async_read_some(net::buffer(buffer), use_tuple) || deadline.async_wait(use_tuple));
+        if (result.index() == 1) co_return std::nullopt;
+        auto [ec, n] = std::get<0>(result);
+        if (ec || n == 0) co_return std::nullopt;
+        co_return std::string_view(buffer.data(), n);
+    }
+
+    net::awaitable<bool> write(std::string_view bytes) {
+        if (bytes.empty()) co_return true;
+        auto result = co_await (net::async_write(client, net::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
+        if (result.index() == 1) co_return false;
+        auto [ec, n] = std::get<0>(result);
+        co_return !ec;
+    }
+};
+
+forward::connect_failure failure_of(const connect_result& r) {
+    if (r.reason == "destination_denied") return forward::connect_failure::denied;
+    if (r.reason == "resolve_failed") return forward::connect_failure::resolve_failed;
+    if (r.reason == "connect_timeout") return forward::connect_failure::timed_out;
+    return forward::classify_errno(r.error.value());
+}
+
+// Connecting to one of our own listeners would loop a client back into halfpipe.
+bool is_own_listener(const listener_runtime& l, const tcp::endpoint& ep) {
+    for (const auto& other : l.all_bound ? *l.all_bound : l.bound)
+        if (other.port() == ep.port() &&
+            (other.address() == ep.address() || other.address().is_unspecified() || ep.address().is_loopback()))
+            return true;
+    return false;
+}
+
+forward::ip_address to_ip(const net::ip::address& a) {
+    std::array<std::uint8_t, 16> bytes{};
+    if (a.is_v4()) {
+        auto v4 = a.to_v4().to_bytes();
+        std::copy(v4.begin(), v4.end(), bytes.begin());
+        return forward::ip_address::from_bytes(bytes, false);
+    }
+    auto v6 = a.to_v6().to_bytes();
+    std::copy(v6.begin(), v6.end(), bytes.begin());
+    return forward::ip_address::from_bytes(bytes, true);
+}
+
+struct request {
+    forward::target target;
+    std::string pipelined;
+};
+
+void give_up(session& s, close_how how, std::string_view reason) {
+    if (reason == "destination_denied" || reason == "bad_request" || reason == "handshake_incomplete")
+        s.listener.metrics.forward_rejected(reason);
+    s.terminating = true;
+    s.note_outcome({initiator::client, how, reason});
+    s.set_state(relay_state::closing);
+    close_socket(s.client, close_kind::graceful_fin);
+}
+
+net::awaitable<std::optional<request>> read_connect(session& s, handshake_reader& io) {
+    forward::connect_head_parser parser;
+    for (;;) {
+        auto bytes = co_await io.read();
+        if (!bytes) {
+            give_up(s, close_how::timeout, "handshake_incomplete");
+            co_return std::nullopt;
+        }
+        auto r = parser.feed(*bytes);
+        if (r.state == forward::connect_parse_result::status::error) {
+            const auto response = forward::error_response(r.http_status);
+            co_await io.write(response);
+            give_up(s, close_how::error, "bad_request");
+            co_return std::nullopt;
+        }
+        if (r.state == forward::connect_parse_result::status::done)
+            co_return request{parser.head().target, std::string(bytes->substr(r.consumed))};
+    }
+}
+
+net::awaitable<std::optional<request>> read_socks5(session& s, handshake_reader& io, forward::socks5_session& socks) {
+    for (;;) {
+        auto bytes = co_await io.read();
+        if (!bytes) {
+            give_up(s, close_how::timeout, "handshake_incomplete");
+            co_return std::nullopt;
+        }
+        auto r = socks.feed(*bytes);
+        if (r.state == forward::socks5_result::status::authenticate) r = socks.auth_verdict(false);  // no users configured
+        if (!co_await io.write(r.reply)) r.state = forward::socks5_result::status::failed;
+        if (r.state == forward::socks5_result::status::failed) {
+            give_up(s, close_how::error, "bad_request");
+            co_return std::nullopt;
+        }
+        if (r.state == forward::socks5_result::status::request)
+            co_return request{socks.request().target, socks.take_pipelined()};
+    }
+}
+
+}  // namespace
+
+net::awaitable<bool> open_forward_tunnel(session& s) {
+    auto& listener = s.listener;
+    const bool is_connect = listener.cfg.mode == config::listener_mode::connect;
+    handshake_reader io{s.client, net::steady_timer(s.client.get_executor(), listener.cfg.timeouts.handshake)};
+    forward::socks5_session socks;
+    // if/else, not ?: : GCC 12 miscompiles co_await inside a conditional expression.
+    std::optional<request> req;
+    if (is_connect)
+        req = co_await read_connect(s, io);
+    else
+        req = co_await read_socks5(s, io, socks);
+    if (!req) co_return false;
+    s.destination = req->target.authority();
+
+    auto reply_failure = [&](forward::connect_failure failure) -> net::awaitable<void> {
+        const auto response = is_connect ? forward::error_response(forward::http_status_for(failure))
+                                         : forward::socks5_reply_bytes(forward::socks5_reply_for(failure));
+        co_await io.write(response);
+    };
+    const auto& acl = *listener.acl;
+    if (req->target.kind == forward::host_kind::name && !acl.check_name(req->target.host, req->target.port).allowed) {
+        co_await reply_failure(forward::connect_failure::denied);
+        give_up(s, close_how::error, "destination_denied");
+        co_return false;
+    }
+
+    const std::string requested = req->target.host;
+    // Named, not temporaries: GCC 12 mishandles temporaries that live across a co_await.
+    const endpoint_filter allowed = [&](const tcp::endpoint& ep) {
+        return !is_own_listener(listener, ep) && acl.check_address(requested, to_ip(ep.address()), ep.port()).allowed;
+    };
+    const upstream_target target{req->target.host, req->target.port};
+    tcp::endpoint connected;
+    auto result = co_await connect_upstream(listener, target, s.upstream, connected, allowed);
+    if (s.terminating) co_return false;
+    if (!result.ok) {
+        co_await reply_failure(failure_of(result));
+        if (result.reason != "destination_denied") listener.metrics.connect_error(result.reason);
+        s.error = result.error;
+        give_up(s, close_how::error, result.reason);
+        s.outcome->who = initiator::upstream;
+        close_socket(s.upstream, close_kind::abortive_rst);
+        co_return false;
+    }
+    s.upstream_endpoint = connected;
+    boost::system::error_code ignored;
+    auto local = s.upstream.local_endpoint(ignored);
+    const auto established = is_connect ? forward::connection_established()
+                                        : forward::socks5_reply_bytes(forward::socks5_reply::succeeded,
+                                                                      to_ip(local.address()), local.port());
+    if (!co_await io.write(established)) {
+        give_up(s, close_how::error, "handshake_incomplete");
+        close_socket(s.upstream, close_kind::abortive_rst);
+        co_return false;
+    }
+    // What the client sent right after its request is tunnel payload, not to be lost.
+    if (!req->pipelined.empty()) {
+        auto [ec, n] = co_await net::async_write(s.upstream, net::buffer(req->pipelined), use_tuple);
+        if (!ec) {
+            s.bytes[to_upstream] += n;
+            listener.metrics.bytes[to_upstream]->Increment(static_cast<double>(n));
+        }
+    }
+    co_return true;
+}
+
+}  // namespace halfpipe
