@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "server/forward/destination_acl.hpp"
+#include "common/destination/destination_acl.hpp"
 
 namespace halfpipe::config {
 

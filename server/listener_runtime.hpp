@@ -10,7 +10,7 @@
 
 #include "common/net.hpp"
 #include "config/config.hpp"
-#include "server/forward/destination_acl.hpp"
+#include "common/destination/destination_acl.hpp"
 #include "server/metrics/proxy_metrics.hpp"
 
 namespace halfpipe {

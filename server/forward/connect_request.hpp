@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "server/forward/connect_failure.hpp"
-#include "server/forward/target.hpp"
+#include "common/destination/target.hpp"
 
 namespace halfpipe::forward {
 

@@ -1107,8 +1107,10 @@ def test_metrics_after_traffic():
     check_eq("process_max_fds == the nofile limit halfpipe logged", m.get("process_max_fds"),
              float(nofile.group(1)) if nofile else None)
     rss = m.get("process_resident_memory_bytes")
-    check("process_resident_memory_bytes > 1 MB",
-          rss and rss > 1e6, rss)
+    with open(f"/proc/{hp.proc.pid}/status") as f:
+        vm_rss = next((int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:")), None)
+    check("process_resident_memory_bytes > 1 MB and within 20% of VmRSS in /proc/PID/status",
+          rss and vm_rss and rss > 1e6 and abs(rss - vm_rss) <= 0.2 * vm_rss, f"metric {rss}, VmRSS {vm_rss}")
     check("process_cpu_seconds_total >= 0", m.get("process_cpu_seconds_total") is not None and
           m.get("process_cpu_seconds_total") >= 0, m.get("process_cpu_seconds_total"))
     start = m.get("process_start_time_seconds")

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "server/forward/connect_request.hpp"
-#include "server/forward/destination_acl.hpp"
+#include "common/destination/destination_acl.hpp"
 #include "tests/fuzz/fuzz_split.hpp"
 
 using namespace halfpipe::forward;

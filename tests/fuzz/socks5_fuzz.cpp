@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "server/forward/destination_acl.hpp"
+#include "common/destination/destination_acl.hpp"
 #include "server/forward/socks5.hpp"
 #include "tests/fuzz/fuzz_split.hpp"
 

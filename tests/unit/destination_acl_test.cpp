@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "server/forward/destination_acl.hpp"
+#include "common/destination/destination_acl.hpp"
 
 namespace halfpipe::forward {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "server/forward/target.hpp"
+#include "common/destination/target.hpp"
 
 namespace halfpipe::forward {
 namespace {

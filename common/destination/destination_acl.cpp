@@ -1,4 +1,4 @@
-#include "server/forward/destination_acl.hpp"
+#include "common/destination/destination_acl.hpp"
 
 #include <algorithm>
 #include <stdexcept>

@@ -36,7 +36,7 @@
 #include <string_view>
 #include <vector>
 
-#include "server/forward/target.hpp"
+#include "common/destination/target.hpp"
 
 namespace halfpipe::forward {
 

@@ -1,4 +1,4 @@
-#include "server/forward/target.hpp"
+#include "common/destination/target.hpp"
 
 #include <arpa/inet.h>
 
