@@ -361,5 +361,22 @@ TEST(config_errors, admin_token_too_short) {
                            "a token must have at least 16 characters"));
 }
 
+
+TEST(config_errors, forward_listener_mistakes) {
+    const std::string head = "listeners:\n  - name: p\n    bind: 127.0.0.1:3128\n";
+    EXPECT_TRUE(fails_with(head + "    mode: http\n", 4, "listeners[0].mode",
+                           "expected reverse, connect or socks5, got \"http\""));
+    EXPECT_TRUE(fails_with(head + "    mode: connect\n    upstream: {address: 127.0.0.1:80}\n", 5,
+                           "listeners[0].upstream", "has no upstream"));
+    EXPECT_TRUE(fails_with(head + "    upstream: {address: 127.0.0.1:80}\n    acl: []\n", 5, "listeners[0].acl",
+                           "acl applies to mode connect or socks5 only"));
+    EXPECT_TRUE(fails_with(head + "    mode: connect\n    acl:\n      - {allow: 10.0.0.1/8}\n", 6, "listeners[0].acl[0]",
+                           ""));
+    EXPECT_TRUE(fails_with(head + "    mode: connect\n    acl:\n      - {allow: any, deny: any}\n", 6,
+                           "listeners[0].acl[0]", "exactly one of allow or deny"));
+    EXPECT_TRUE(fails_with(head + "    mode: connect\n    acl:\n      - {allow: any, ports: \"0-5\"}\n", 6,
+                           "listeners[0].acl[0]", ""));
+}
+
 }  // namespace
 }  // namespace halfpipe::config

@@ -389,5 +389,40 @@ listeners:
     EXPECT_EQ(without.admin_token, std::nullopt);
 }
 
+
+TEST(load_string, forward_listener_with_acl) {
+    const auto c = load_string(R"(
+listeners:
+  - name: egress
+    mode: socks5
+    bind: 127.0.0.1:1080
+    timeouts: {handshake: 2s}
+    acl:
+      - {deny: 10.0.0.0/8}
+      - {allow: any, host: "*.example.org", ports: "443"}
+      - {allow: "::1/128"}
+)");
+    const auto& l = c.listeners.at(0);
+    EXPECT_EQ(l.mode, listener_mode::socks5);
+    EXPECT_EQ(l.timeouts.handshake, 2s);
+    ASSERT_EQ(l.acl.size(), 3u);
+    EXPECT_EQ(l.acl[0], (acl_rule{false, "10.0.0.0/8", std::nullopt, std::nullopt}));
+    EXPECT_EQ(l.acl[1], (acl_rule{true, std::nullopt, "*.example.org", "443"}));
+    EXPECT_EQ(l.acl[2], (acl_rule{true, "::1/128", std::nullopt, std::nullopt}));
+}
+
+TEST(load_string, forward_listener_defaults_to_loopback_acl) {
+    const auto c = load_string("listeners:\n  - {name: p, mode: connect, bind: 127.0.0.1:3128}\n");
+    EXPECT_EQ(c.listeners.at(0).mode, listener_mode::connect);
+    EXPECT_TRUE(c.listeners.at(0).acl.empty());  // the server reads empty as loopback only
+}
+
+TEST(quick_forward_config, builds_one_forward_listener) {
+    const auto c = quick_forward_config("127.0.0.1:0", listener_mode::connect);
+    ASSERT_EQ(c.listeners.size(), 1u);
+    EXPECT_EQ(c.listeners[0].mode, listener_mode::connect);
+    EXPECT_THROW(quick_forward_config("localhost:1", listener_mode::socks5), config_error);
+}
+
 }  // namespace
 }  // namespace halfpipe::config
