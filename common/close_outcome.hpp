@@ -1,4 +1,5 @@
 #pragma once
+#include <optional>
 #include <string_view>
 
 namespace halfpipe {
@@ -33,5 +34,12 @@ struct close_outcome {
     close_how how = close_how::error;
     std::string_view reason = "unknown";  // always a string literal: idle_timeout, client_reset, ...
 };
+
+// What a connection's record says after `next` happened: the first end wins, except
+// that a reset, timeout or error after a FIN is what really ended the connection.
+constexpr close_outcome merge(const std::optional<close_outcome>& recorded, const close_outcome& next) noexcept {
+    if (!recorded || (recorded->how == close_how::fin && next.how != close_how::fin)) return next;
+    return *recorded;
+}
 
 }  // namespace halfpipe

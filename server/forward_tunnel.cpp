@@ -25,11 +25,15 @@ struct handshake_reader {
     tcp::socket& client;
     net::steady_timer deadline;
     std::array<char, handshake_read_size> buffer{};
+    bool timed_out = false;
 
-    // nullopt: the deadline passed, the client left, or it reset.
+    // nullopt: the deadline passed (timed_out), the client left, or it reset.
     net::awaitable<std::optional<std::string_view>> read() {
         auto result = co_await (client.async_read_some(net::buffer(buffer), use_tuple) || deadline.async_wait(use_tuple));
-        if (result.index() == 1) co_return std::nullopt;
+        if (result.index() == 1) {
+            timed_out = true;
+            co_return std::nullopt;
+        }
         auto [ec, n] = std::get<0>(result);
         if (ec || n == 0) co_return std::nullopt;
         co_return std::string_view(buffer.data(), n);
@@ -77,11 +81,19 @@ struct request {
     std::string pipelined;
 };
 
-void give_up(session& s, close_how how, std::string_view reason) {
-    if (reason == "destination_denied" || reason == "bad_request" || reason == "handshake_incomplete")
-        s.listener.metrics.forward_rejected(reason);
+// The ACL, not a peer, turned the client away: no upstream was contacted.
+constexpr close_outcome denied{initiator::proxy, close_how::limit, "destination_denied"};
+
+close_outcome incomplete(const handshake_reader& io) {
+    if (io.timed_out) return {initiator::proxy, close_how::timeout, "handshake_incomplete"};
+    return {initiator::client, close_how::fin, "handshake_incomplete"};  // it left before asking
+}
+
+void give_up(session& s, close_outcome why) {
+    if (why.reason == "destination_denied" || why.reason == "bad_request" || why.reason == "handshake_incomplete")
+        s.listener.metrics.forward_rejected(why.reason);
     s.terminating = true;
-    s.note_outcome({initiator::client, how, reason});
+    s.note_outcome(why);
     s.set_state(relay_state::closing);
     close_socket(s.client, close_kind::graceful_fin);
 }
@@ -91,14 +103,14 @@ net::awaitable<std::optional<request>> read_connect(session& s, handshake_reader
     for (;;) {
         auto bytes = co_await io.read();
         if (!bytes) {
-            give_up(s, close_how::timeout, "handshake_incomplete");
+            give_up(s, incomplete(io));
             co_return std::nullopt;
         }
         auto r = parser.feed(*bytes);
         if (r.state == forward::connect_parse_result::status::error) {
             const auto response = forward::error_response(r.http_status);
             co_await io.write(response);
-            give_up(s, close_how::error, "bad_request");
+            give_up(s, {initiator::client, close_how::error, "bad_request"});
             co_return std::nullopt;
         }
         if (r.state == forward::connect_parse_result::status::done)
@@ -110,14 +122,14 @@ net::awaitable<std::optional<request>> read_socks5(session& s, handshake_reader&
     for (;;) {
         auto bytes = co_await io.read();
         if (!bytes) {
-            give_up(s, close_how::timeout, "handshake_incomplete");
+            give_up(s, incomplete(io));
             co_return std::nullopt;
         }
         auto r = socks.feed(*bytes);
         if (r.state == forward::socks5_result::status::authenticate) r = socks.auth_verdict(false);  // no users configured
         if (!co_await io.write(r.reply)) r.state = forward::socks5_result::status::failed;
         if (r.state == forward::socks5_result::status::failed) {
-            give_up(s, close_how::error, "bad_request");
+            give_up(s, {initiator::client, close_how::error, "bad_request"});
             co_return std::nullopt;
         }
         if (r.state == forward::socks5_result::status::request)
@@ -149,7 +161,7 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
     const auto& acl = *listener.acl;
     if (req->target.kind == forward::host_kind::name && !acl.check_name(req->target.host, req->target.port).allowed) {
         co_await reply_failure(forward::connect_failure::denied);
-        give_up(s, close_how::error, "destination_denied");
+        give_up(s, denied);
         co_return false;
     }
 
@@ -165,9 +177,12 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
     if (!result.ok) {
         co_await reply_failure(failure_of(result));
         if (result.reason != "destination_denied") listener.metrics.connect_error(result.reason);
-        s.error = result.error;
-        give_up(s, close_how::error, result.reason);
-        s.outcome->who = initiator::upstream;
+        if (result.reason == "destination_denied") {
+            give_up(s, denied);
+        } else {
+            s.error = result.error;
+            give_up(s, {initiator::upstream, close_how::error, result.reason});
+        }
         close_socket(s.upstream, close_kind::abortive_rst);
         co_return false;
     }
@@ -178,7 +193,7 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
                                         : forward::socks5_reply_bytes(forward::socks5_reply::succeeded,
                                                                       to_ip(local.address()), local.port());
     if (!co_await io.write(established)) {
-        give_up(s, close_how::error, "handshake_incomplete");
+        give_up(s, {initiator::client, close_how::error, "handshake_incomplete"});
         close_socket(s.upstream, close_kind::abortive_rst);
         co_return false;
     }

@@ -64,6 +64,8 @@ public:
         if (cfg_.admin) {
             admin.emplace(admin_options{*cfg_.admin, cfg_.admin_token}, *this, metrics_.registry());
             admin->start();
+            // A forward listener must not tunnel a client into the admin endpoint.
+            all_bound_.push_back(admin->local_endpoint());
         }
         net::io_context control;
         net::signal_set signals(control, SIGINT, SIGTERM);
@@ -122,10 +124,19 @@ public:
 
     kernel::census_query census_query() const override {
         kernel::census_query q;
+        bool any_v6 = false;
         for (const auto& l : listeners_) {
-            for (const auto& ep : l->bound) q.listeners.emplace_back(l->cfg.name, census_endpoint(ep));
-            for (const auto& ep : l->upstreams_seen()) q.upstreams.emplace_back(l->cfg.name, census_endpoint(ep));
+            for (const auto& ep : l->bound) {
+                q.listeners.emplace_back(l->cfg.name, census_endpoint(ep));
+                any_v6 |= ep.address().is_v6();
+            }
+            for (const auto& ep : l->upstreams_seen()) {
+                q.upstreams.emplace_back(l->cfg.name, census_endpoint(ep));
+                any_v6 |= ep.address().is_v6();
+            }
         }
+        // Without an IPv6 endpoint no socket of ours is in the IPv6 table: skip that dump.
+        q.ipv4_mapped = any_v6;
         return q;
     }
 

@@ -6,6 +6,7 @@
 
 #include "common/log.hpp"
 #include "server/access_log.hpp"
+#include "server/deadlines.hpp"
 #include "server/forward_tunnel.hpp"
 #include "server/session.hpp"
 #include "server/socket_options.hpp"
@@ -211,23 +212,9 @@ net::awaitable<void> pump(session& s, direction d) {
     }
 }
 
-struct deadline {
-    clock::time_point when = clock::time_point::max();
-    std::string_view reason;
-    void consider(clock::time_point t, std::string_view why) {
-        if (t < when) when = t, reason = why;
-    }
-};
-
-deadline next_deadline(const session& s) {
-    deadline next;
-    if (s.terminating) return next;
-    const auto& t = s.listener.cfg.timeouts;
-    if (t.idle) next.consider(s.last_activity + *t.idle, "idle_timeout");
-    if (t.half_close && s.half_closed_since)
-        next.consider(std::max(*s.half_closed_since, s.last_activity) + *t.half_close, "half_close_timeout");
-    if (t.max_lifetime) next.consider(s.started + *t.max_lifetime, "max_lifetime");
-    return next;
+relay_deadline next_deadline(const session& s) {
+    if (s.terminating) return {};  // someone else is ending it
+    return halfpipe::next_deadline(s.listener.cfg.timeouts, {s.started, s.last_activity, s.half_closed_since});
 }
 
 // Activity only stamps a time; the watchdog sleeps until the nearest deadline

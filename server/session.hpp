@@ -71,9 +71,7 @@ struct session : session_hook {
     boost::system::error_code error;       // the I/O error behind how=error, for the log
     // The first end wins, except that a reset, timeout or error after a FIN is what
     // really ended the connection and replaces it.
-    void note_outcome(close_outcome o) noexcept {
-        if (!outcome || (outcome->how == close_how::fin && o.how != close_how::fin)) outcome = o;
-    }
+    void note_outcome(close_outcome o) noexcept { outcome = merge(outcome, o); }
     // Ends the connection from halfpipe's side: both sockets closed per the
     // listener's linger policy, or as `kind` says (an operator's explicit close).
     void terminate(close_outcome why, std::optional<close_kind> kind = std::nullopt) noexcept;

@@ -33,7 +33,7 @@ void admin_server::start() {
     acceptor_.set_option(net::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen();
-    auto bound = acceptor_.local_endpoint();
+    auto bound = bound_ = acceptor_.local_endpoint();
     auto host = bound.address().to_string();
     log::get().info("event=admin_listening address={}:{}", bound.address().is_v6() ? "[" + host + "]" : host,
                     bound.port());

@@ -30,6 +30,7 @@ public:
 
     void start();  // binds (throws std::system_error), logs event=admin_listening, runs its thread
     void stop();
+    tcp::endpoint local_endpoint() const { return bound_; }
 
 private:
     net::awaitable<void> accept_loop();
@@ -40,6 +41,7 @@ private:
     std::shared_ptr<prometheus::Registry> registry_;
     net::io_context context_{1};
     tcp::acceptor acceptor_{context_};
+    tcp::endpoint bound_;
     std::size_t connections_ = 0;
     std::thread thread_;
 };

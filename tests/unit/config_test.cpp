@@ -305,7 +305,7 @@ TEST(load_string, document_markers_and_line_endings) {
 TEST(load_file, example_file_loads) {
     const auto c = load_file(HALFPIPE_EXAMPLE_CONFIG);
     EXPECT_EQ(c.admin, (host_port{"127.0.0.1", 9901}));
-    ASSERT_EQ(c.listeners.size(), 2u);
+    ASSERT_EQ(c.listeners.size(), 3u);
     const auto& web = c.listeners[0];
     EXPECT_EQ(web.name, "web");
     EXPECT_EQ(web.bind, (std::vector<host_port>{{"127.0.0.1", 8080}, {"::1", 8080}}));
@@ -321,6 +321,10 @@ TEST(load_file, example_file_loads) {
     as_defaults.keepalive.reset();
     EXPECT_EQ(as_defaults, default_listener("web", {{"127.0.0.1", 8080}}, {"backend.local", 9000}));
     EXPECT_EQ(c.listeners[1], default_listener("db", {{"0.0.0.0", 15432}}, {"10.0.0.5", 5432}));
+    const auto& egress = c.listeners[2];
+    EXPECT_EQ(egress.mode, listener_mode::connect);
+    EXPECT_EQ(egress.acl.size(), 3u);
+    EXPECT_EQ(egress.upstream, upstream_config{});
     EXPECT_EQ(c.drain_timeout, config{}.drain_timeout);
     EXPECT_EQ(c.access_log, config{}.access_log);
 }

@@ -1,0 +1,855 @@
+#!/usr/bin/env python3
+"""Forward-proxy listeners (mode connect and socks5) against the real binary, over loopback:
+
+- curl through an HTTP CONNECT proxy (-p -x), through SOCKS5 with the proxy resolving
+  (--socks5-hostname) and with curl resolving (--socks5), and to an IPv6 target: the page
+  arrives intact and the access log names the mode and the destination;
+- raw CONNECT: bytes pipelined after the head reach the upstream; 405, 400 (malformed
+  request line, missing port, port 0), 431 (head over 8 KiB), 403 (ACL, own listener,
+  DNS rebinding), 502 (refused); a slow head is closed after timeouts.handshake and counted
+  as handshake_incomplete;
+- raw SOCKS5 (RFC 1928): IPv4, IPv6 and domain address types, the BND.ADDR/BND.PORT of
+  the reply, pipelined payload; replies 0x07 (BIND, UDP ASSOCIATE), 0x08 (address type),
+  0x02 (ACL), 0x05 (refused), method 0xFF when only username/password is offered;
+- a tunnel relays a half-close (data, FIN, a late answer, FIN) and an upstream reset;
+- rejected handshakes leave no session behind (/connections empty, halfpipe_connections 0).
+
+Nothing here leaves loopback: targets are 127.0.0.1, ::1 and `localhost` (/etc/hosts);
+denied destinations are refused before any connect.
+
+Usage: forward_test.py [HALFPIPE_BINARY] [-k SUBSTRING ...]
+Python 3 standard library only, plus curl. Every test has a time budget (SIGALRM) and
+every wait a deadline. Prints PASS/FAIL lines and 'N passed, N failed'; exits non-zero on
+any failure.
+"""
+import http.client
+import http.server
+import json
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+ARGS = sys.argv[1:]
+FILTERS = []
+while "-k" in ARGS:
+    i = ARGS.index("-k")
+    FILTERS.append(ARGS[i + 1])
+    del ARGS[i:i + 2]
+BINARY = ARGS[0] if ARGS else "build/server/halfpipe"
+
+results = []  # (test, check name, ok)
+current_test = ["-"]
+cleanups = []  # callables run at the end of each test, last first
+
+
+def check(name, ok, detail=""):
+    results.append((current_test[0], name, bool(ok)))
+    print(f"  {'PASS' if ok else 'FAIL'}: {name}{' — ' + str(detail) if detail != '' else ''}", flush=True)
+    return bool(ok)
+
+
+def check_eq(name, observed, expected):
+    return check(name, observed == expected, f"expected {expected!r}, observed {observed!r}")
+
+
+class TestTimeout(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise TestTimeout("test exceeded its time budget")
+
+
+TESTS = []
+
+
+def test(budget):
+    def register(fn):
+        TESTS.append((fn, budget))
+        return fn
+    return register
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    """Polls predicate() until it returns a truthy value or timeout passes; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------
+# halfpipe
+
+
+class Halfpipe:
+    """halfpipe as a child process, with its admin endpoint; listener ports come from its log.
+
+    Quick form: Halfpipe(mode="connect"|"socks5"), one listener named "default".
+    Config form: Halfpipe(config=YAML, listeners=[names]).
+    """
+
+    def __init__(self, mode=None, config=None, listeners=("default",)):
+        args = [BINARY]
+        if config is not None:
+            fd, path = tempfile.mkstemp(prefix="halfpipe-forward-test-", suffix=".yaml")
+            with os.fdopen(fd, "w") as f:
+                f.write(config)
+            cleanups.append(lambda: os.unlink(path))
+            args += ["--config", path]
+        else:
+            args += ["--listen", "127.0.0.1:0", "--mode", mode, "--admin", "127.0.0.1:0", "--drain-timeout", "2s"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cleanups.append(self.stop)
+        self.lines = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        admin = self.wait_for_line(r"event=admin_listening address=(\S+):(\d+)", 10)
+        self.ports = {}
+        for name in listeners:
+            m = self.wait_for_line(r"event=listening listener=" + re.escape(name) + r" address=127\.0\.0\.1:(\d+)", 10)
+            if m:
+                self.ports[name] = int(m.group(1))
+        if not admin or len(self.ports) != len(listeners):
+            self.stop()
+            raise RuntimeError("halfpipe did not start: " + "".join(self.lines))
+        self.admin = (admin.group(1), int(admin.group(2)))
+        self.port = self.ports[listeners[0]]
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for_line(self, pattern, timeout):
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines:
+                    m = regex.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left, 0.2))
+
+    def access_lines(self):
+        with self.cond:
+            return [l for l in self.lines if "event=access" in l]
+
+    def admin_get(self, path):
+        conn = http.client.HTTPConnection(self.admin[0], self.admin[1], timeout=5)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def metrics(self):
+        status, body = self.admin_get("/metrics")
+        assert status == 200, status
+        return body.decode()
+
+    def metric(self, name, **labels):
+        """Sum of the samples of `name` whose labels include `labels`."""
+        return metric_sum(self.metrics(), name, labels)
+
+    def connections(self):
+        status, body = self.admin_get("/connections")
+        assert status == 200, status
+        return json.loads(body)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_sum(text, name, labels):
+    total = 0.0
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(LABEL.findall(m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def forward_config(acl=None, handshake=None, socks=False):
+    """YAML: listener `fwd` (connect) and, with socks, `sox` (socks5), sharing acl and timeouts."""
+    def listener(name, mode):
+        out = f"  - name: {name}\n    mode: {mode}\n    bind: 127.0.0.1:0\n"
+        if acl:
+            out += "    acl:\n" + "".join(f"      - {rule}\n" for rule in acl)
+        if handshake:
+            out += f"    timeouts:\n      handshake: {handshake}\n"
+        return out
+    text = "workers: 2\ndrain_timeout: 2s\nadmin:\n  address: 127.0.0.1:0\nlisteners:\n" + listener("fwd", "connect")
+    if socks:
+        text += listener("sox", "socks5")
+    return text
+
+
+def assert_nothing_left(hp, what):
+    """After rejected handshakes: no session in /connections, the state gauges at 0."""
+    def clean():
+        return hp.connections() == [] and hp.metric("halfpipe_connections") == 0
+    wait_until(clean, 3)
+    check_eq(f"{what}: /connections is empty", hp.connections(), [])
+    check_eq(f"{what}: halfpipe_connections gauges sum to 0", hp.metric("halfpipe_connections"), 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Test upstreams
+
+
+BODY = random.Random(1928).randbytes(256 * 1024)
+
+
+class PageHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args):
+        pass
+
+
+class V6Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def http_upstream(v6=False):
+    """A threaded HTTP server on 127.0.0.1:0 (or [::1]:0) serving BODY; returns its port."""
+    server = (V6Server if v6 else http.server.ThreadingHTTPServer)(("::1" if v6 else "127.0.0.1", 0), PageHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+
+    def close():
+        server.shutdown()
+        server.server_close()
+    cleanups.append(close)
+    return server.server_address[1]
+
+
+class RawUpstream:
+    def __init__(self, v6=False):
+        self.sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("::1" if v6 else "127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        cleanups.append(self.sock.close)
+
+    def accept(self, timeout=5):
+        self.sock.settimeout(timeout)
+        a, _ = self.sock.accept()
+        a.settimeout(5)
+        cleanups.append(a.close)
+        return a
+
+    def accepted_nothing(self, wait=0.2):
+        self.sock.settimeout(wait)
+        try:
+            a, _ = self.sock.accept()
+        except (socket.timeout, TimeoutError):
+            return True
+        a.close()
+        return False
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------------------------------
+# Clients
+
+
+def connect(port, timeout=5):
+    c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    cleanups.append(c.close)
+    return c
+
+
+def recv_exact(sock, n, timeout=5):
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def read_end(sock, timeout=5):
+    """Reads until the connection ends: ('eof'|'reset'|'timeout', bytes read)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return "reset", data
+        except (socket.timeout, TimeoutError):
+            return "timeout", data
+        if not chunk:
+            return "eof", data
+        data += chunk
+
+
+def read_head(sock, timeout=5):
+    """Reads an HTTP response head: (status or None, head text, bytes after the head, how it ended)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    how = "head"
+    while b"\r\n\r\n" not in data:
+        try:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            how = "reset"
+            break
+        except (socket.timeout, TimeoutError):
+            how = "timeout"
+            break
+        if not chunk:
+            how = "eof"
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    text = head.decode("latin-1")
+    m = re.match(r"HTTP/1\.[01] (\d{3}) ", text)
+    return (int(m.group(1)) if m else None), text, rest, how
+
+
+def abort_close(sock):
+    """close() with SO_LINGER {1, 0}: the peer reads ECONNRESET."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def connect_head(authority, extra=""):
+    return f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n".encode("latin-1")
+
+
+def tunnel(hp_port, authority, payload=b""):
+    """A CONNECT tunnel: (client socket, status, head, bytes after the head)."""
+    c = connect(hp_port)
+    c.sendall(connect_head(authority) + payload)
+    status, head, rest, _ = read_head(c)
+    return c, status, head, rest
+
+
+def socks_addr(atyp, host):
+    if atyp == 1:
+        return socket.inet_pton(socket.AF_INET, host)
+    if atyp == 4:
+        return socket.inet_pton(socket.AF_INET6, host)
+    name = host.encode()
+    return bytes([len(name)]) + name
+
+
+def socks_request(host, port, atyp=1, cmd=1):
+    return b"\x05" + bytes([cmd]) + b"\x00" + bytes([atyp]) + socks_addr(atyp, host) + struct.pack(">H", port)
+
+
+GREETING = b"\x05\x01\x00"
+
+
+def read_socks_reply(sock, timeout=5):
+    """Reads a SOCKS5 reply: (REP or None, ATYP, BND.ADDR text, BND.PORT, raw bytes)."""
+    head = recv_exact(sock, 4, timeout)
+    if len(head) < 4:
+        return None, None, None, None, head
+    atyp = head[3]
+    n = {1: 4, 4: 16}.get(atyp)
+    if n is None:
+        return head[1], atyp, None, None, head
+    rest = recv_exact(sock, n + 2, timeout)
+    raw = head + rest
+    if len(rest) < n + 2:
+        return head[1], atyp, None, None, raw
+    addr = socket.inet_ntop(socket.AF_INET if atyp == 1 else socket.AF_INET6, rest[:n])
+    return head[1], atyp, addr, struct.unpack(">H", rest[n:])[0], raw
+
+
+def socks_tunnel(hp_port, host, port, atyp=1, payload=b""):
+    """Greeting, request (and payload) in one write: (socket, method reply, REP, BND.ADDR, BND.PORT)."""
+    c = connect(hp_port)
+    c.sendall(GREETING + socks_request(host, port, atyp) + payload)
+    method = recv_exact(c, 2)
+    rep, _, addr, bport, _ = read_socks_reply(c)
+    return c, method, rep, addr, bport
+
+
+def curl(args, timeout=20):
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    return subprocess.run(["curl", "-sS", "--max-time", "10"] + args, capture_output=True, env=env, timeout=timeout)
+
+
+def check_curl(hp, what, args, mode, destination):
+    r = curl(args)
+    check_eq(f"{what}: curl exit status", r.returncode, 0)
+    if r.returncode != 0:
+        print("    curl stderr:", r.stderr.decode(errors="replace").strip())
+    check(f"{what}: body intact ({len(BODY)} bytes)", r.stdout == BODY,
+          f"observed {len(r.stdout)} bytes, equal={r.stdout == BODY}")
+    pattern = (r"event=access listener=default .*bytes_to_client=(\d+) .* mode=" + mode +
+               r" destination=" + re.escape(destination) + r"(\s|$)")
+    m = hp.wait_for_line(pattern, 5)
+    check(f"{what}: access log has mode={mode} destination={destination}", m, "".join(hp.access_lines()))
+    if m:
+        check(f"{what}: access log bytes_to_client >= body", int(m.group(1)) >= len(BODY), m.group(0))
+
+
+# ---------------------------------------------------------------------------------------
+# curl end to end
+
+
+@test(20)
+def curl_http_connect():
+    up = http_upstream()
+    hp = Halfpipe(mode="connect")
+    check_curl(hp, "curl -p -x", ["-p", "-x", f"http://127.0.0.1:{hp.port}", f"http://127.0.0.1:{up}/"],
+               "connect", f"127.0.0.1:{up}")
+
+
+@test(20)
+def curl_socks5_hostname():
+    up = http_upstream()
+    hp = Halfpipe(mode="socks5")
+    check_curl(hp, "curl --socks5-hostname localhost", ["--socks5-hostname", f"127.0.0.1:{hp.port}",
+                                                        f"http://localhost:{up}/"], "socks5", f"localhost:{up}")
+
+
+@test(20)
+def curl_socks5_local_resolve():
+    up = http_upstream()
+    hp = Halfpipe(mode="socks5")
+    # -4: curl resolves localhost to 127.0.0.1 itself and sends an IPv4 address (ATYP 1).
+    check_curl(hp, "curl -4 --socks5 localhost", ["-4", "--socks5", f"127.0.0.1:{hp.port}", f"http://localhost:{up}/"],
+               "socks5", f"127.0.0.1:{up}")
+
+
+@test(20)
+def curl_ipv6_target():
+    up = http_upstream(v6=True)
+    hp = Halfpipe(mode="connect")
+    check_curl(hp, "curl -p -x to [::1]", ["-g", "-p", "-x", f"http://127.0.0.1:{hp.port}", f"http://[::1]:{up}/"],
+               "connect", f"[::1]:{up}")
+    hp2 = Halfpipe(mode="socks5")
+    check_curl(hp2, "curl --socks5-hostname to [::1]", ["-g", "--socks5-hostname", f"127.0.0.1:{hp2.port}",
+                                                        f"http://[::1]:{up}/"], "socks5", f"[::1]:{up}")
+
+
+# ---------------------------------------------------------------------------------------
+# Raw CONNECT
+
+
+@test(15)
+def connect_pipelined_payload():
+    up = RawUpstream()
+    hp = Halfpipe(mode="connect")
+    payload = b"PIPELINED-PAYLOAD\n" * 10
+    c, status, head, rest = tunnel(hp.port, f"127.0.0.1:{up.port}", payload)
+    check_eq("200 for CONNECT", status, 200)
+    check_eq("status line", head.split("\r\n")[0], "HTTP/1.1 200 Connection established")
+    check_eq("nothing after the 200 head yet", rest, b"")
+    a = up.accept()
+    check_eq("upstream received the bytes pipelined after the head", recv_exact(a, len(payload)), payload)
+    a.sendall(b"pong")
+    check_eq("client receives the upstream's bytes", recv_exact(c, 4), b"pong")
+    c.sendall(b"ping")
+    check_eq("upstream receives the client's later bytes", recv_exact(a, 4), b"ping")
+    c.close()
+    check_eq("upstream reads EOF after the client closes", read_end(a, 3)[0], "eof")
+    a.close()
+    m = hp.wait_for_line(r"event=access .*bytes_to_upstream=(\d+) .*mode=connect destination=127\.0\.0\.1:%d" % up.port, 5)
+    check("access log line for the tunnel", m, "".join(hp.access_lines()))
+    if m:
+        check_eq("access log bytes_to_upstream counts the pipelined bytes", int(m.group(1)), len(payload) + 4)
+    # The head split over two writes, the payload riding on the second.
+    head = connect_head(f"127.0.0.1:{up.port}")
+    c = connect(hp.port)
+    c.sendall(head[:-2])
+    time.sleep(0.2)
+    c.sendall(head[-2:] + b"SECOND-WRITE")
+    status, _, rest, _ = read_head(c)
+    check_eq("head in two writes: 200", status, 200)
+    a = up.accept()
+    check_eq("head in two writes: upstream received the payload after the head", recv_exact(a, 12), b"SECOND-WRITE")
+
+
+def expect_rejection(hp, request, status, what, chunks=None):
+    """Sends request (in one write, or chunks), expects `status` then the end of the connection."""
+    c = connect(hp.port)
+    try:
+        for chunk in (chunks or [request]):
+            c.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError) as e:
+        check(f"{what}: request sent", False, repr(e))
+    observed, head, rest, how = read_head(c)
+    check_eq(f"{what}: status", observed, status)
+    if observed is None:
+        print(f"    ({what}: connection ended by {how} with {head!r})")
+    end, extra = read_end(c, 3)
+    check(f"{what}: connection closed after the response", end in ("eof", "reset") and rest + extra == b"",
+          f"{end}, extra bytes {rest + extra!r}")
+    c.close()
+    return head
+
+
+@test(20)
+def connect_bad_requests():
+    up = RawUpstream()
+    hp = Halfpipe(mode="connect")
+    target = f"127.0.0.1:{up.port}"
+    head = expect_rejection(hp, f"GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n".encode(), 405, "GET")
+    check("405 carries Allow: CONNECT", "\r\nAllow: CONNECT" in head, head)
+    expect_rejection(hp, b"CONNECT\r\n\r\n", 400, "request line without target and version")
+    expect_rejection(hp, f"CONNECT {target}\r\n\r\n".encode(), 400, "request line without version")
+    expect_rejection(hp, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "binary garbage")
+    expect_rejection(hp, connect_head("127.0.0.1"), 400, "missing port")
+    expect_rejection(hp, connect_head("127.0.0.1:"), 400, "empty port")
+    expect_rejection(hp, connect_head("127.0.0.1:0"), 400, "port 0")
+    expect_rejection(hp, connect_head("127.0.0.1:65536"), 400, "port 65536")
+    expect_rejection(hp, connect_head("::1:80"), 400, "IPv6 literal without brackets")
+    big = connect_head(target, "X-Filler: " + "a" * 9000 + "\r\n")
+    expect_rejection(hp, big, 431, "head over 8 KiB in one write")
+    # The same in 1 KiB writes: the limit is reached across several reads.
+    expect_rejection(hp, big, 431, "head over 8 KiB in pieces", [big[i:i + 1024] for i in range(0, len(big), 1024)])
+    check("upstream was never connected", up.accepted_nothing())
+    # The limit is 8 KiB of head, final CRLF included: 8192 bytes pass, 8193 do not.
+    base = len(connect_head(target, "X-Filler: \r\n"))
+    for size, status in ((8193, 431), (8192, 200)):
+        c = connect(hp.port)
+        c.sendall(connect_head(target, "X-Filler: " + "a" * (size - base) + "\r\n"))
+        check_eq(f"head of exactly {size} bytes: status", read_head(c)[0], status)
+        if status == 200:
+            up.accept().close()
+        c.close()
+    check_eq("halfpipe_forward_rejections_total{reason=bad_request}",
+             hp.metric("halfpipe_forward_rejections_total", reason="bad_request"), 12)
+    assert_nothing_left(hp, "after malformed and oversized heads")
+    m = hp.wait_for_line(r"event=access .*initiator=client how=error reason=bad_request", 3)
+    check("access log: initiator=client how=error reason=bad_request", m, "".join(hp.access_lines()))
+
+
+ACL = ['{deny: 127.0.0.2/32}', '{allow: any, host: "*.localhost", ports: "1-65535"}',
+       '{allow: 127.0.0.0/8, ports: "1024-65535"}']
+
+
+@test(15)
+def connect_acl_denied():
+    up = RawUpstream()
+    hp = Halfpipe(config=forward_config(acl=ACL), listeners=["fwd"])
+    for authority, why in ((f"127.0.0.2:{up.port}", "deny rule 127.0.0.2/32"),
+                           ("127.0.0.1:80", "port outside every allow rule"),
+                           (f"[::1]:{up.port}", "no rule matches ::1")):
+        c, status, head, _ = tunnel(hp.port, authority)
+        check_eq(f"403 for {authority} ({why})", status, 403)
+        check_eq(f"{authority}: closed after the 403", read_end(c, 3)[0], "eof")
+    check("upstream was never connected", up.accepted_nothing())
+    c, status, _, _ = tunnel(hp.port, f"127.0.0.1:{up.port}")
+    check_eq("200 for an allowed destination (127.0.0.1, port >= 1024)", status, 200)
+    up.accept()
+    c.close()
+    check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
+             hp.metric("halfpipe_forward_rejections_total", listener="fwd", reason="destination_denied"), 3)
+    m = hp.wait_for_line(r"event=access .*reason=destination_denied .*mode=connect destination=127\.0\.0\.2:%d" % up.port, 3)
+    check("access log: reason=destination_denied destination=127.0.0.2", m, "".join(hp.access_lines()))
+
+
+@test(15)
+def connect_refused():
+    hp = Halfpipe(mode="connect")
+    port = free_port()
+    c, status, head, _ = tunnel(hp.port, f"127.0.0.1:{port}")
+    check_eq("502 for a refused port", status, 502)
+    check_eq("closed after the 502", read_end(c, 3)[0], "eof")
+    check_eq("halfpipe_upstream_connect_errors_total{reason=refused}",
+             hp.metric("halfpipe_upstream_connect_errors_total", reason="refused"), 1)
+    m = hp.wait_for_line(r"event=access .*initiator=upstream how=error reason=connect_refused .*mode=connect "
+                         r"destination=127\.0\.0\.1:%d" % port, 3)
+    check("access log: reason=connect_refused", m, "".join(hp.access_lines()))
+
+
+@test(15)
+def connect_own_listener():
+    hp = Halfpipe(config=forward_config(socks=True), listeners=["fwd", "sox"])
+    for authority in (f"127.0.0.1:{hp.port}", f"localhost:{hp.port}", f"127.0.0.1:{hp.ports['sox']}"):
+        c, status, _, _ = tunnel(hp.port, authority)
+        check_eq(f"403 for CONNECT to halfpipe's own listener {authority}", status, 403)
+        check_eq(f"{authority}: closed after the 403", read_end(c, 3)[0], "eof")
+    c, _, rep, _, _ = socks_tunnel(hp.ports["sox"], "127.0.0.1", hp.port)
+    check_eq("SOCKS5 to halfpipe's connect listener: 0x02", rep, 0x02)
+    c, _, rep, _, _ = socks_tunnel(hp.ports["sox"], "127.0.0.1", hp.ports["sox"])
+    check_eq("SOCKS5 to halfpipe's own socks listener: 0x02", rep, 0x02)
+    check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
+             hp.metric("halfpipe_forward_rejections_total", reason="destination_denied"), 5)
+    assert_nothing_left(hp, "after loops refused")
+
+
+@test(15)
+def slow_handshake():
+    up = RawUpstream()
+    hp = Halfpipe(config=forward_config(handshake="1s", socks=True), listeners=["fwd", "sox"])
+    partial = {"fwd": f"CONNECT 127.0.0.1:{up.port} HTTP/1.1\r\nHo".encode(), "sox": GREETING + b"\x05\x01"}
+    clients = {}
+    for name, data in partial.items():
+        c = connect(hp.ports[name])
+        c.sendall(data)
+        clients[name] = (c, time.monotonic())
+    for name, (c, started) in clients.items():
+        end, data = read_end(c, 4)
+        elapsed = time.monotonic() - started
+        check(f"{name}: stalled handshake closed (EOF or reset)", end in ("eof", "reset"), f"{end} after {elapsed:.2f} s")
+        check(f"{name}: closed about timeouts.handshake (1 s) after accept", 0.8 <= elapsed <= 2.5, f"{elapsed:.2f} s")
+        expected = b"\x05\x00" if name == "sox" else b""
+        check_eq(f"{name}: bytes before the close", data, expected)
+    for name in clients:
+        check_eq(f"{name}: halfpipe_forward_rejections_total{{reason=handshake_incomplete}}",
+                 hp.metric("halfpipe_forward_rejections_total", listener=name, reason="handshake_incomplete"), 1)
+    check("upstream was never connected", up.accepted_nothing())
+    m = hp.wait_for_line(r"event=access listener=fwd .*initiator=proxy how=timeout reason=handshake_incomplete", 3)
+    check("access log: how=timeout reason=handshake_incomplete", m, "".join(hp.access_lines()))
+    assert_nothing_left(hp, "after stalled handshakes")
+
+
+# ---------------------------------------------------------------------------------------
+# Raw SOCKS5
+
+
+@test(20)
+def socks5_address_types():
+    up4 = RawUpstream()
+    up6 = RawUpstream(v6=True)
+    hp = Halfpipe(mode="socks5")
+    cases = [("IPv4", up4, "127.0.0.1", 1, f"127.0.0.1:{up4.port}"),
+             ("IPv6", up6, "::1", 4, f"[::1]:{up6.port}"),
+             ("domain", up4, "localhost", 3, f"localhost:{up4.port}")]
+    for what, up, host, atyp, destination in cases:
+        payload = f"pipelined {what}".encode()
+        c, method, rep, addr, bport = socks_tunnel(hp.port, host, up.port, atyp, payload)
+        check_eq(f"{what}: method reply (no auth)", method, b"\x05\x00")
+        check_eq(f"{what}: REP succeeded", rep, 0x00)
+        a = up.accept()
+        peer = a.getpeername()
+        check_eq(f"{what}: BND.ADDR is the upstream connection's local address", addr, peer[0])
+        check_eq(f"{what}: BND.PORT is the upstream connection's local port", bport, peer[1])
+        check_eq(f"{what}: upstream received the payload pipelined after the request", recv_exact(a, len(payload)), payload)
+        a.sendall(b"reply")
+        check_eq(f"{what}: client receives the upstream's bytes", recv_exact(c, 5), b"reply")
+        c.close()
+        check_eq(f"{what}: upstream reads EOF", read_end(a, 3)[0], "eof")
+        a.close()
+        m = hp.wait_for_line(r"event=access .*mode=socks5 destination=" + re.escape(destination) + r"(\s|$)", 5)
+        check(f"{what}: access log mode=socks5 destination={destination}", m, "".join(hp.access_lines()))
+    # Greeting and request in separate writes, as most clients do.
+    c = connect(hp.port)
+    c.sendall(b"\x05\x02\x00\x02")
+    check_eq("two methods offered: no-auth chosen", recv_exact(c, 2), b"\x05\x00")
+    c.sendall(socks_request("127.0.0.1", up4.port) + b"AFTER-REQUEST")
+    check_eq("separate request: REP succeeded", read_socks_reply(c)[0], 0x00)
+    a = up4.accept()
+    check_eq("separate request: upstream received the payload sent with the request", recv_exact(a, 13),
+             b"AFTER-REQUEST")
+
+
+@test(20)
+def socks5_errors():
+    up = RawUpstream()
+    hp = Halfpipe(config=forward_config(acl=ACL, socks=True), listeners=["fwd", "sox"])
+    port = hp.ports["sox"]
+
+    def request_reply(what, request, expected_rep):
+        c = connect(port)
+        c.sendall(GREETING + request)
+        check_eq(f"{what}: method reply", recv_exact(c, 2), b"\x05\x00")
+        rep, atyp, addr, bport, raw = read_socks_reply(c)
+        check_eq(f"{what}: REP", rep, expected_rep)
+        check(f"{what}: a full reply (10 bytes)", len(raw) == 10, raw.hex())
+        end, extra = read_end(c, 3)
+        check(f"{what}: closed after the reply", end in ("eof", "reset") and extra == b"", f"{end} {extra!r}")
+
+    request_reply("BIND", socks_request("127.0.0.1", up.port, cmd=2), 0x07)
+    request_reply("UDP ASSOCIATE", socks_request("127.0.0.1", up.port, cmd=3), 0x07)
+    request_reply("ATYP 0x05", b"\x05\x01\x00\x05\x7f\x00\x00\x01\x00\x50", 0x08)
+    request_reply("denied 127.0.0.2", socks_request("127.0.0.2", up.port), 0x02)
+    request_reply("denied port 80", socks_request("127.0.0.1", 80), 0x02)
+    request_reply("denied ::1 (no rule)", socks_request("::1", up.port, atyp=4), 0x02)
+    refused = free_port()
+    request_reply("refused", socks_request("127.0.0.1", refused), 0x05)
+    check("upstream was never connected", up.accepted_nothing())
+
+    c = connect(port)
+    c.sendall(b"\x05\x01\x02")
+    check_eq("only username/password offered: method 0xFF", recv_exact(c, 2), b"\x05\xff")
+    check(f"only username/password offered: closed", read_end(c, 3)[0] in ("eof", "reset"))
+    c = connect(port)
+    c.sendall(b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00")
+    end, data = read_end(c, 3)
+    check("SOCKS4 greeting: closed without a reply", end in ("eof", "reset") and data == b"", f"{end} {data!r}")
+
+    check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
+             hp.metric("halfpipe_forward_rejections_total", listener="sox", reason="destination_denied"), 3)
+    check_eq("halfpipe_forward_rejections_total{reason=bad_request}",
+             hp.metric("halfpipe_forward_rejections_total", listener="sox", reason="bad_request"), 5)
+    check_eq("halfpipe_upstream_connect_errors_total{reason=refused}",
+             hp.metric("halfpipe_upstream_connect_errors_total", reason="refused"), 1)
+    assert_nothing_left(hp, "after refused SOCKS5 requests")
+
+
+# ---------------------------------------------------------------------------------------
+# Close semantics through a tunnel
+
+
+@test(15)
+def tunnel_half_close():
+    up = RawUpstream()
+    hp = Halfpipe(mode="connect")
+    c, status, _, _ = tunnel(hp.port, f"127.0.0.1:{up.port}")
+    check_eq("200", status, 200)
+    a = up.accept()
+    seen = {}
+
+    def upstream_side():
+        seen["end"], seen["data"] = read_end(a, 5)
+        time.sleep(1)
+        seen["answered_at"] = time.monotonic()
+        a.sendall(b"late answer")
+        a.close()
+    t = threading.Thread(target=upstream_side, daemon=True)
+    t.start()
+    c.sendall(b"question")
+    c.shutdown(socket.SHUT_WR)
+    end, data = read_end(c, 5)
+    t.join(6)
+    check_eq("upstream read the data then EOF", (seen.get("end"), seen.get("data")), ("eof", b"question"))
+    check_eq("client got the answer sent 1 s after its FIN, then EOF", (end, data), ("eof", b"late answer"))
+    m = hp.wait_for_line(r"event=access .*mode=connect", 5)
+    check("access log: the client's FIN came first", m and " first_fin=client " in m.group(0), "".join(hp.access_lines()))
+
+
+@test(15)
+def tunnel_reset():
+    up = RawUpstream()
+    hp = Halfpipe(mode="connect")
+    c, status, _, _ = tunnel(hp.port, f"127.0.0.1:{up.port}")
+    check_eq("200", status, 200)
+    a = up.accept()
+    c.sendall(b"x")
+    check_eq("upstream got the byte", recv_exact(a, 1), b"x")
+    abort_close(a)
+    end, data = read_end(c, 5)
+    check_eq("client reads ECONNRESET after the upstream's reset", (end, data), ("reset", b""))
+    m = hp.wait_for_line(r"event=access .*initiator=upstream how=rst .*mode=connect", 5)
+    check("access log: initiator=upstream how=rst", m, "".join(hp.access_lines()))
+
+
+# ---------------------------------------------------------------------------------------
+# DNS rebinding: a name is only as allowed as every address it resolves to
+
+
+@test(15)
+def dns_rebinding():
+    up = RawUpstream()
+    acl = ['{deny: 127.0.0.0/8}', '{allow: any, host: localhost}']
+    hp = Halfpipe(config=forward_config(acl=acl, socks=True), listeners=["fwd", "sox"])
+    c, status, _, _ = tunnel(hp.port, f"localhost:{up.port}")
+    check_eq("CONNECT localhost: 403 (localhost resolves to a denied 127.0.0.1)", status, 403)
+    check_eq("closed after the 403", read_end(c, 3)[0], "eof")
+    c, status, _, _ = tunnel(hp.port, f"127.0.0.1:{up.port}")
+    check_eq("CONNECT 127.0.0.1: 403", status, 403)
+    c, method, rep, _, _ = socks_tunnel(hp.ports["sox"], "localhost", up.port, atyp=3)
+    check_eq("SOCKS5 domain localhost: 0x02", rep, 0x02)
+    check("upstream was never connected", up.accepted_nothing())
+    check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
+             hp.metric("halfpipe_forward_rejections_total", reason="destination_denied"), 3)
+    m = hp.wait_for_line(r"event=access .*reason=destination_denied .*mode=connect destination=localhost:%d" % up.port, 3)
+    check("access log: destination=localhost reason=destination_denied", m, "".join(hp.access_lines()))
+
+
+# The whole run stays under 90 s: a test gets at most what is left of RUN_BUDGET (cleanups
+# after it take at most a few seconds more), and tests that find it spent fail unrun.
+RUN_BUDGET = 75
+
+
+def main():
+    signal.signal(signal.SIGALRM, on_alarm)
+    start = time.monotonic()
+    for fn, budget in TESTS:
+        name = fn.__name__
+        if FILTERS and not any(f in name for f in FILTERS):
+            continue
+        current_test[0] = name
+        left = int(RUN_BUDGET - (time.monotonic() - start))
+        if left < 2:
+            check(f"{name} run (the {RUN_BUDGET} s run budget is spent)", False)
+            continue
+        budget = min(budget, left)
+        print(f"== {name} (budget {budget} s)", flush=True)
+        t = time.monotonic()
+        signal.alarm(budget)
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a crash is a failure, with its traceback
+            traceback.print_exc()
+            check(f"{name} ran to completion", False, f"{type(e).__name__}: {e}")
+        finally:
+            signal.alarm(0)
+            while cleanups:
+                try:
+                    cleanups.pop()()
+                except Exception:  # noqa: BLE001
+                    pass
+        print(f"   ({time.monotonic() - t:.1f} s)", flush=True)
+    failed = [r for r in results if not r[2]]
+    if failed:
+        print("\nFailures:")
+        for test_name, check_name, _ in failed:
+            print(f"  {test_name}: {check_name}")
+    print(f"forward: {len(results) - len(failed)} passed, {len(failed)} failed ({time.monotonic() - start:.0f} s)")
+    sys.exit(1 if failed or not results else 0)
+
+
+if __name__ == "__main__":
+    main()
