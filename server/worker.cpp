@@ -1,5 +1,7 @@
 #include "server/worker.hpp"
 
+#include <algorithm>
+
 #include "common/log.hpp"
 #include "server/endpoint_text.hpp"
 #include "server/listener.hpp"
@@ -47,24 +49,43 @@ void worker::terminate_all(close_outcome why) {
     });
 }
 
+namespace {
+
+// A few syscalls per socket: taken in slices so that the relay runs between them.
+constexpr std::size_t snapshot_slice = 128;
+
+session_snapshot snapshot(session& s, session::clock::time_point now) {
+    session_snapshot snap;
+    snap.id = s.id;
+    snap.listener = s.listener.cfg.name;
+    snap.client = endpoint_text(s.client_endpoint);
+    snap.upstream = s.upstream_endpoint ? endpoint_text(*s.upstream_endpoint) : "-";
+    snap.age_seconds = std::chrono::duration<double>(now - s.started).count();
+    snap.bytes_to_upstream = s.bytes[to_upstream];
+    snap.bytes_to_client = s.bytes[to_client];
+    snap.state = to_string(s.state);
+    snap.client_socket = snapshot_socket(s.client);
+    snap.upstream_socket = snapshot_socket(s.upstream);
+    return snap;
+}
+
+}  // namespace
+
 net::awaitable<std::vector<session_snapshot>> worker::snapshot_sessions() {
     std::vector<session_snapshot> out;
-    const auto now = session::clock::now();
-    for (auto& s : sessions_) {
-        session_snapshot snap;
-        snap.id = s.id;
-        snap.listener = s.listener.cfg.name;
-        snap.client = endpoint_text(s.client_endpoint);
-        snap.upstream = s.upstream_endpoint ? endpoint_text(*s.upstream_endpoint) : "-";
-        snap.age_seconds = std::chrono::duration<double>(now - s.started).count();
-        snap.bytes_to_upstream = s.bytes[to_upstream];
-        snap.bytes_to_client = s.bytes[to_client];
-        snap.state = to_string(s.state);
-        snap.client_socket = snapshot_socket(s.client);
-        snap.upstream_socket = snapshot_socket(s.upstream);
-        out.push_back(std::move(snap));
+    // Sessions join the list in id order and leave from anywhere, so the list stays
+    // sorted by id: each slice resumes after the last id taken, whatever ended meanwhile.
+    std::uint64_t after = 0;
+    for (;;) {
+        const auto now = session::clock::now();
+        auto it = std::find_if(sessions_.begin(), sessions_.end(), [&](const session& s) { return s.id > after; });
+        for (std::size_t taken = 0; it != sessions_.end() && taken < snapshot_slice; ++it, ++taken) {
+            out.push_back(snapshot(*it, now));
+            after = it->id;
+        }
+        if (it == sessions_.end()) co_return out;
+        co_await net::post(context_, net::use_awaitable);
     }
-    co_return out;
 }
 
 net::awaitable<bool> worker::close_session(std::uint64_t id, close_kind how) {
