@@ -38,7 +38,6 @@ public:
     }
 
     std::size_t buffer_size() const noexcept { return buffer_size_; }
-    std::size_t idle_count() const noexcept { return idle_.size(); }
 
 private:
     void give_back(std::unique_ptr<std::byte[]> data) {
