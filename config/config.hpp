@@ -62,11 +62,32 @@ struct acl_rule {
     bool operator==(const acl_rule&) const = default;
 };
 
+// One user of a forward listener, from its users file. password_hash is a crypt(3)
+// string (yescrypt "$y$", bcrypt "$2b$", SHA-512 crypt "$6$"); no plain text.
+struct proxy_user {
+    std::string name;
+    std::string password_hash;
+    bool operator==(const proxy_user&) const = default;
+};
+
+// Forward listeners only: clients must authenticate (HTTP Basic proxy credentials,
+// SOCKS5 username/password). The users are read once, when the config is loaded.
+struct auth_config {
+    std::string users_file;            // as written in the config
+    std::vector<proxy_user> users;     // its contents, validated
+    std::string realm = "halfpipe";    // Proxy-Authenticate realm (CONNECT)
+    // A verified user/password pair is remembered this long, so that a client opening
+    // many tunnels pays the slow password hash once; nullopt = verify every time.
+    std::optional<duration> cache = 5min;
+    bool operator==(const auth_config&) const = default;
+};
+
 struct listener_config {
     std::string name;
     listener_mode mode = listener_mode::reverse;
     // Forward modes; empty means the safe default: loopback destinations only.
     std::vector<acl_rule> acl;
+    std::optional<auth_config> auth;  // forward modes; nullopt: no credentials asked
     std::vector<host_port> bind;  // IP literals only (IPv4 or IPv6)
     upstream_config upstream;  // reverse mode only
     timeouts_config timeouts;
@@ -97,6 +118,8 @@ struct config_error : std::runtime_error {
 };
 
 // YAML text → validated config. source_name appears in error messages ("halfpipe.yaml:12: ...").
+// A relative auth.users_file is read relative to the directory of the config file
+// (load_file) or to the current directory (load_string).
 config load_string(const std::string& yaml_text, const std::string& source_name = "<string>");
 config load_file(const std::string& path);
 

@@ -1,14 +1,13 @@
 // The YAML schema: which keys exist, what each may hold, and how listeners may
 // not collide. See halfpipe.example.yaml for the documented form.
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <sstream>
 
 #include "config/acl_check.hpp"
 #include "config/bind_claims.hpp"
+#include "config/text_file.hpp"
+#include "config/users_file.hpp"
 #include "config/workers.hpp"
 #include "config/yaml_reader.hpp"
 
@@ -135,9 +134,31 @@ std::vector<acl_rule> read_acl(const reader& r, const located& at) {
     return rules;
 }
 
+auth_config read_auth(const reader& r, const located& at, const std::filesystem::path& base_dir) {
+    const auto m = r.map(at, {"users_file", "realm", "cache"});
+    auth_config auth;
+    const auto file_at = m.require("users_file");
+    auth.users_file = r.string(file_at, "a path");
+    if (auth.users_file.empty()) r.fail(file_at, "expected the path of a users file");
+    std::filesystem::path path(auth.users_file);
+    if (path.is_relative()) path = base_dir / path;
+    try {
+        auth.users = read_users_file(path.string());
+    } catch (const config_error& e) {
+        r.fail(file_at, e.what());
+    }
+    if (auto f = m.find("realm")) {
+        auth.realm = r.string(*f, "a realm");
+        if (auth.realm.empty() || has_control_character(auth.realm))
+            r.fail(*f, "a realm is a non-empty string without control characters");
+    }
+    if (auto f = m.find("cache")) auth.cache = r.duration_value(*f, true);
+    return auth;
+}
+
 listener_config read_listener(const reader& r, const located& at, const std::vector<listener_config>& earlier,
-                              bind_claims& claims) {
-    const auto m = r.map(at, {"name", "mode", "acl", "bind", "upstream", "timeouts", "buffer_size",
+                              bind_claims& claims, const std::filesystem::path& base_dir) {
+    const auto m = r.map(at, {"name", "mode", "acl", "auth", "bind", "upstream", "timeouts", "buffer_size",
                               "max_connections", "backlog", "tcp_nodelay", "keepalive", "linger"});
     listener_config listener;
     const auto name = m.require("name");
@@ -160,11 +181,13 @@ listener_config read_listener(const reader& r, const located& at, const std::vec
     if (listener.mode == listener_mode::reverse) {
         listener.upstream = read_upstream(r, m.require("upstream"));
         if (auto f = m.find("acl")) r.fail(*f, "acl applies to mode connect or socks5 only");
+        if (auto f = m.find("auth")) r.fail(*f, "auth applies to mode connect or socks5 only");
     } else {
         if (auto f = m.find("upstream"))
             r.fail(*f, "a forward listener (mode " + std::string(to_string(listener.mode)) +
                            ") has no upstream: clients name their destination");
         if (auto f = m.find("acl")) listener.acl = read_acl(r, *f);
+        if (auto f = m.find("auth")) listener.auth = read_auth(r, *f, base_dir);
     }
     if (auto f = m.find("timeouts")) listener.timeouts = read_timeouts(r, *f);
     if (auto f = m.find("buffer_size")) listener.buffer_size = r.size(*f, min_buffer_size, max_buffer_size);
@@ -200,7 +223,7 @@ void read_admin(const reader& r, const located& at, bind_claims& claims, config&
     }
 }
 
-config read_config(const reader& r, const located& root) {
+config read_config(const reader& r, const located& root, const std::filesystem::path& base_dir) {
     if (root.node.IsNull()) r.fail(root, "the configuration is empty (at least `listeners` is required)");
     const auto m = r.map(root, {"workers", "drain_timeout", "access_log", "admin", "listeners"});
     config result;
@@ -215,7 +238,7 @@ config read_config(const reader& r, const located& root) {
     const auto items = r.sequence(listeners_at, "a list of listeners");
     if (items.empty()) r.fail(listeners_at, "at least one listener is required");
     for (const auto& item : items) {
-        result.listeners.push_back(read_listener(r, item, result.listeners, claims));
+        result.listeners.push_back(read_listener(r, item, result.listeners, claims, base_dir));
     }
     return result;
 }
@@ -247,9 +270,8 @@ std::string syntax_hint(const std::string& yaml_text, int line) {
     return has_bare_bracketed_address(text) ? " (IPv6 addresses must be quoted in YAML, e.g. \"[::1]:8080\")" : "";
 }
 
-}  // namespace
-
-config load_string(const std::string& yaml_text, const std::string& source_name) {
+config load_document(const std::string& yaml_text, const std::string& source_name,
+                     const std::filesystem::path& base_dir) {
     std::vector<YAML::Node> documents;
     try {
         documents = YAML::LoadAll(yaml_text);
@@ -270,20 +292,17 @@ config load_string(const std::string& yaml_text, const std::string& source_name)
     }
     const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
     const int root_line = root.Mark().line >= 0 ? root.Mark().line + 1 : 1;
-    return read_config(r, located{root, "", root_line});
+    return read_config(r, located{root, "", root_line}, base_dir);
+}
+
+}  // namespace
+
+config load_string(const std::string& yaml_text, const std::string& source_name) {
+    return load_document(yaml_text, source_name, {});
 }
 
 config load_file(const std::string& path) {
-    // An ifstream opens a directory and then reads nothing, which would be
-    // reported as an empty configuration.
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) throw config_error(path + ": cannot read: is a directory");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw config_error(path + ": cannot open: " + std::strerror(errno));
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) throw config_error(path + ": cannot read: " + std::strerror(errno));
-    return load_string(text.str(), path);
+    return load_document(read_text_file(path), path, std::filesystem::path(path).parent_path());
 }
 
 }  // namespace halfpipe::config

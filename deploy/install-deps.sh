@@ -3,7 +3,7 @@
 # Safe to run again: apt-get only runs when a package is missing.
 set -eu
 build="g++ cmake make ccache libboost1.81-dev libboost-program-options1.81-dev libboost-json1.81-dev prometheus-cpp-dev
-       libyaml-cpp-dev libspdlog-dev libgtest-dev"
+       libyaml-cpp-dev libspdlog-dev libgtest-dev libcrypt-dev"
 test_tools="clang libclang-rt-14-dev python3 python3-yaml curl iproute2 procps wrk prometheus nftables"
 want="$build"
 [ "${1:-}" = test ] && want="$want $test_tools"

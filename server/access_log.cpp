@@ -20,12 +20,13 @@ void log_access(const session& s) {
     auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(session::clock::now() - s.started);
     log::get().info(
         "event=access listener={} conn={} client={} upstream={} duration_ms={} bytes_to_upstream={} "
-        "bytes_to_client={} initiator={} how={} reason={} first_fin={}{}{}",
+        "bytes_to_client={} initiator={} how={} reason={} first_fin={}{}{}{}",
         s.listener.cfg.name, s.id, endpoint_text(s.client_endpoint), endpoint_text(s.upstream_endpoint),
         duration.count(), s.bytes[to_upstream], s.bytes[to_client], to_string(outcome.who), to_string(outcome.how),
         outcome.reason, s.first_fin ? to_string(*s.first_fin) : "-",
         s.destination.empty() ? std::string() : " mode=" + std::string(config::to_string(s.listener.cfg.mode)) +
                                                     " destination=" + s.destination,
+        s.user.empty() ? std::string() : " user=" + s.user,
         s.error ? " error=\"" + s.error.message() + "\"" : std::string());
 }
 

@@ -3,6 +3,8 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "config/users_file.hpp"
+
 namespace halfpipe {
 
 namespace po = boost::program_options;
@@ -17,6 +19,7 @@ po::options_description describe() {
         ("version", "print the version and exit")
         ("config,c", po::value<std::string>(), "YAML config file (see config/halfpipe.example.yaml)")
         ("check", "with --config: validate the file, print the result, exit 0 (valid) or 1")
+        ("hash-password", "read a password from standard input, print its hash for an auth users file")
         ("listen", po::value<std::string>(), "quick form: listen address, e.g. 127.0.0.1:8080 or [::1]:8080")
         ("upstream", po::value<std::string>(), "quick form: upstream address, host:port")
         ("mode", po::value<std::string>(), "quick form: reverse (default, needs --upstream), connect or socks5")
@@ -84,6 +87,23 @@ cli_result exit_with(int code) {
     return r;
 }
 
+// One line, without its line break: `echo secret | halfpipe --hash-password`.
+cli_result hash_password_from_stdin() {
+    std::string password;
+    if (!std::getline(std::cin, password) || password.empty()) {
+        std::cerr << "halfpipe: --hash-password: expected a non-empty password on standard input\n";
+        return exit_with(2);
+    }
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+    try {
+        std::cout << config::hash_password(password) << "\n";
+    } catch (const config::config_error& e) {
+        std::cerr << "halfpipe: --hash-password: " << e.what() << "\n";
+        return exit_with(1);
+    }
+    return exit_with(0);
+}
+
 }  // namespace
 
 cli_result parse_cli(int argc, char** argv) {
@@ -105,6 +125,7 @@ cli_result parse_cli(int argc, char** argv) {
         std::cout << "halfpipe " HALFPIPE_VERSION "\n";
         return exit_with(0);
     }
+    if (vm.count("hash-password")) return hash_password_from_stdin();
     const auto mode = vm.count("mode") ? config::parse_listener_mode(text(vm, "mode")) : config::listener_mode::reverse;
     if (!mode) {
         std::cerr << "halfpipe: --mode: expected reverse, connect or socks5\n";

@@ -1,5 +1,6 @@
 #include "server/forward_tunnel.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <string>
@@ -89,13 +90,54 @@ close_outcome incomplete(const handshake_reader& io) {
     return {initiator::client, close_how::fin, "handshake_incomplete"};  // it left before asking
 }
 
+// The users file, not a peer, turned the client away.
+constexpr close_outcome auth_required{initiator::proxy, close_how::limit, "auth_required"};
+constexpr close_outcome auth_failed{initiator::proxy, close_how::limit, "auth_failed"};
+
 void give_up(session& s, close_outcome why) {
-    if (why.reason == "destination_denied" || why.reason == "bad_request" || why.reason == "handshake_incomplete")
-        s.listener.metrics.forward_rejected(why.reason);
+    // Failed connects are counted as connect errors instead.
+    const auto& reasons = forward_rejection_reasons;
+    if (std::find(reasons.begin(), reasons.end(), why.reason) != reasons.end()) s.listener.metrics.forward_rejected(why.reason);
     s.terminating = true;
     s.note_outcome(why);
     s.set_state(relay_state::closing);
     close_socket(s.client, close_kind::graceful_fin);
+}
+
+// The slow hash runs on the password pool; the session waits for it without
+// blocking its worker, and resumes there (the handler's executor).
+net::awaitable<bool> check_credentials(listener_runtime& listener, const std::string& user,
+                                       const std::string& password) {
+    auto* verifier = listener.verifier.get();
+    if (verifier->remembered(user, password)) co_return true;
+    auto& pool = *listener.password_pool;
+    auto start = [verifier, &pool, user, password](auto handler) {
+        auto work = net::make_work_guard(net::get_associated_executor(handler));
+        net::post(pool, [verifier, user, password, work = std::move(work), handler = std::move(handler)]() mutable {
+            const bool ok = verifier->verify(user, password);
+            auto executor = work.get_executor();
+            net::post(executor, [ok, handler = std::move(handler)]() mutable { std::move(handler)(ok); });
+            work.reset();
+        });
+    };
+    co_return co_await net::async_initiate<decltype(net::use_awaitable), void(bool)>(std::move(start), net::use_awaitable);
+}
+
+// RFC 9110 §11.7.1: a proxy asks with 407 and Proxy-Authenticate (401 is an origin's).
+// Wrong credentials get the same answer as none, and the connection is closed.
+net::awaitable<bool> authenticate_connect(session& s, handshake_reader& io, const forward::connect_head& head) {
+    std::optional<forward::basic_credentials> credentials;
+    if (head.proxy_authorization) credentials = forward::decode_basic_credentials(*head.proxy_authorization);
+    bool ok = false;
+    if (credentials) ok = co_await check_credentials(s.listener, credentials->user, credentials->password);
+    if (ok) {
+        s.user = credentials->user;
+        co_return true;
+    }
+    const auto response = forward::proxy_auth_required(s.listener.cfg.auth->realm);
+    co_await io.write(response);
+    give_up(s, credentials ? auth_failed : auth_required);
+    co_return false;
 }
 
 net::awaitable<std::optional<request>> read_connect(session& s, handshake_reader& io) {
@@ -113,8 +155,12 @@ net::awaitable<std::optional<request>> read_connect(session& s, handshake_reader
             give_up(s, {initiator::client, close_how::error, "bad_request"});
             co_return std::nullopt;
         }
-        if (r.state == forward::connect_parse_result::status::done)
+        if (r.state == forward::connect_parse_result::status::done) {
+            // Named in the log even when the client is turned away before it gets there.
+            s.destination = parser.head().target.authority();
+            if (s.listener.verifier && !co_await authenticate_connect(s, io, parser.head())) co_return std::nullopt;
             co_return request{parser.head().target, std::string(bytes->substr(r.consumed))};
+        }
     }
 }
 
@@ -126,10 +172,26 @@ net::awaitable<std::optional<request>> read_socks5(session& s, handshake_reader&
             co_return std::nullopt;
         }
         auto r = socks.feed(*bytes);
-        if (r.state == forward::socks5_result::status::authenticate) r = socks.auth_verdict(false);  // no users configured
+        bool rejected = false;
+        if (r.state == forward::socks5_result::status::authenticate) {
+            const std::string user = r.username;
+            const std::string password = r.password;
+            const bool ok = co_await check_credentials(s.listener, user, password);
+            // The method choice (05 02) read with the credentials goes out before the verdict.
+            std::string replies = std::move(r.reply);
+            r = socks.auth_verdict(ok);
+            r.reply = replies + r.reply;
+            rejected = !ok;
+            if (ok) s.user = user;
+        }
         if (!co_await io.write(r.reply)) r.state = forward::socks5_result::status::failed;
         if (r.state == forward::socks5_result::status::failed) {
-            give_up(s, {initiator::client, close_how::error, "bad_request"});
+            if (rejected)
+                give_up(s, auth_failed);
+            else if (r.no_acceptable_method && s.listener.verifier)
+                give_up(s, auth_required);
+            else
+                give_up(s, {initiator::client, close_how::error, "bad_request"});
             co_return std::nullopt;
         }
         if (r.state == forward::socks5_result::status::request)
@@ -143,7 +205,9 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
     auto& listener = s.listener;
     const bool is_connect = listener.cfg.mode == config::listener_mode::connect;
     handshake_reader io{s.client, net::steady_timer(s.client.get_executor(), listener.cfg.timeouts.handshake)};
-    forward::socks5_session socks;
+    // Username/password (RFC 1929) is the only method offered when the listener has users.
+    forward::socks5_session socks(forward::socks5_options{listener.verifier ? forward::socks5_auth::username_password
+                                                                            : forward::socks5_auth::none});
     // if/else, not ?: : GCC 12 miscompiles co_await inside a conditional expression.
     std::optional<request> req;
     if (is_connect)

@@ -5,12 +5,14 @@
 #include <atomic>
 #include <mutex>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "common/net.hpp"
 #include "config/config.hpp"
 #include "common/destination/destination_acl.hpp"
+#include "server/forward/credential_verifier.hpp"
 #include "server/metrics/proxy_metrics.hpp"
 
 namespace halfpipe {
@@ -24,6 +26,8 @@ struct listener_runtime {
     std::atomic<std::size_t> live{0};
     listener_metrics& metrics;
     std::optional<forward::destination_acl> acl;       // forward modes
+    std::unique_ptr<forward::credential_verifier> verifier;  // forward modes with auth
+    net::thread_pool* password_pool = nullptr;               // where verifier->verify runs
     const std::vector<tcp::endpoint>* all_bound = nullptr;  // every listener's, to refuse loops
     // steady_clock ticks of the last accept-error log line, shared by the workers so
     // that descriptor exhaustion is logged once per interval, not once per worker.

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "common/log.hpp"
@@ -27,6 +28,10 @@ using clock = std::chrono::steady_clock;
 constexpr auto drain_poll_interval = 50ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
+// Password hashes are slow on purpose (~100 ms for yescrypt): they run here, never on
+// a worker, so a burst of logins cannot stall the relay. One thread bounds the CPU a
+// guessing client can take.
+constexpr std::size_t password_threads = 1;
 
 kernel::endpoint census_endpoint(const tcp::endpoint& ep) {
     return kernel::endpoint::parse(ep.address().to_string(), ep.port());
@@ -51,6 +56,11 @@ public:
                                                  lc.upstream.address.port);
             if (lc.upstream.source_address) l->source_address = net::ip::make_address(*lc.upstream.source_address);
             if (lc.mode != config::listener_mode::reverse) l->acl = make_acl(lc);
+            if (lc.auth) {
+                if (!password_pool_) password_pool_.emplace(password_threads);
+                l->verifier = std::make_unique<forward::credential_verifier>(lc.auth->users, lc.auth->cache);
+                l->password_pool = &*password_pool_;
+            }
             l->all_bound = &all_bound_;
             listeners_.push_back(std::move(l));
         }
@@ -188,6 +198,9 @@ private:
     std::vector<tcp::endpoint> all_bound_;
     std::vector<std::unique_ptr<listener_runtime>> listeners_;
     std::vector<std::unique_ptr<worker>> workers_;
+    // Declared after the workers: joined first, so no password check can complete
+    // into a destroyed io_context.
+    std::optional<net::thread_pool> password_pool_;
 };
 
 }  // namespace

@@ -41,6 +41,7 @@ struct session : session_hook {
     tcp::endpoint client_endpoint;
     std::optional<tcp::endpoint> upstream_endpoint;
     std::string destination;  // forward modes: host:port as the client asked for it
+    std::string user;         // forward modes with auth: who authenticated (never a password)
 
     clock::time_point started;
     clock::time_point last_activity;

@@ -130,8 +130,10 @@ socks5_result socks5_session::run(std::string reply) {
                 if (!offered) {
                     reply += char(socks_version);
                     reply += char(method_none_acceptable);
-                    return fail(std::move(reply), std::string("no acceptable authentication method: client did not offer ") +
-                                                      (wanted == method_none ? "no-auth (0x00)" : "username/password (0x02)"));
+                    auto r = fail(std::move(reply), std::string("no acceptable authentication method: client did not offer ") +
+                                                        (wanted == method_none ? "no-auth (0x00)" : "username/password (0x02)"));
+                    r.no_acceptable_method = true;
+                    return r;
                 }
                 reply += char(socks_version);
                 reply += char(wanted);

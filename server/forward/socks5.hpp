@@ -71,6 +71,9 @@ struct socks5_result {
     std::string password;
     // On failed: one line for the log.
     std::string error;
+    // On failed: the client offered no method this listener accepts (e.g. no
+    // username/password where credentials are required).
+    bool no_acceptable_method = false;
 };
 
 class socks5_session {

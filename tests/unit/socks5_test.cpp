@@ -543,5 +543,17 @@ TEST(connect_failure, classify_errno) {
     EXPECT_EQ(to_string(connect_failure::resolve_failed), "resolve_failed");
 }
 
+TEST(socks5_session, only_a_refused_method_is_flagged_as_no_acceptable_method) {
+    socks5_session refused(user_pass);
+    EXPECT_TRUE(refused.feed(greeting({0})).no_acceptable_method);
+    socks5_session wrong_version(user_pass);
+    const auto r = wrong_version.feed(b({4, 1, 0}));
+    EXPECT_EQ(r.state, socks5_result::status::failed);
+    EXPECT_FALSE(r.no_acceptable_method);
+    socks5_session rejected(user_pass);
+    rejected.feed(greeting({2}) + auth_request("u", "p"));
+    EXPECT_FALSE(rejected.auth_verdict(false).no_acceptable_method);
+}
+
 }  // namespace
 }  // namespace halfpipe::forward
