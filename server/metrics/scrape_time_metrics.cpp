@@ -1,6 +1,7 @@
 #include "server/metrics/scrape_time_metrics.hpp"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -71,6 +72,20 @@ double boot_time_seconds() {
     return 0;
 }
 
+// Since Linux 6.2 the size of /proc/self/fd is the number of open descriptors: one
+// stat instead of listing 20,000 entries (a quarter of a scrape with 10,000
+// connections). Older kernels report 0 there, and get the listing.
+std::size_t open_fd_count() {
+    struct stat st {};
+    if (::stat("/proc/self/fd", &st) == 0 && st.st_size > 0) return static_cast<std::size_t>(st.st_size);
+    std::size_t fds = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+        ++fds;
+    return fds > 0 ? fds - 1 : 0;  // not the descriptor of the listing itself
+}
+
 }  // namespace
 
 std::vector<MetricFamily> kernel_socket_families(const kernel::census_query& query,
@@ -112,11 +127,7 @@ std::vector<MetricFamily> process_families() {
     const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
     auto stat = self_stat_fields();
 
-    std::size_t fds = 0;
-    std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-        ++fds;
+    const auto fds = open_fd_count();
     auto open_fds = family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge);
     open_fds.metric.push_back(gauge({}, static_cast<double>(fds)));
     out.push_back(std::move(open_fds));
