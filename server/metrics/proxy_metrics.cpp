@@ -115,8 +115,19 @@ proxy_metrics::proxy_metrics(const config::config& cfg) {
         .Add({{"version", HALFPIPE_VERSION}})
         .Set(1);
 
+    // Mode and auth per listener once, as an info metric: a label on every series would
+    // multiply nothing but the bytes of each scrape.
+    auto& listener_info = BuildGauge()
+                              .Name("halfpipe_listener_info")
+                              .Help("Always 1; the labels give each listener's mode (reverse, connect, socks5) and "
+                                    "whether its clients must authenticate (auth=on|off).")
+                              .Register(r);
+
     for (const auto& l : cfg.listeners) {
         const std::string& name = l.name;
+        listener_info
+            .Add({{"listener", name}, {"mode", std::string(config::to_string(l.mode))}, {"auth", l.auth ? "on" : "off"}})
+            .Set(1);
         listener_metrics m{};
         m.accepted = &accepted.Add({{"listener", name}});
         for (auto who : initiators)

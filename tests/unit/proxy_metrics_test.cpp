@@ -132,6 +132,7 @@ TEST_F(proxy_metrics_test, registers_exactly_the_documented_families_with_their_
         {"halfpipe_half_closed_duration_seconds", MetricType::Histogram},
         {"halfpipe_connection_transferred_bytes", MetricType::Histogram},
         {"halfpipe_build_info", MetricType::Gauge},
+        {"halfpipe_listener_info", MetricType::Gauge},
     };
     EXPECT_EQ(types, expected);
 }
@@ -244,6 +245,9 @@ TEST_F(proxy_metrics_test, label_vocabularies) {
     for (const char* h : {"halfpipe_connection_duration_seconds", "halfpipe_upstream_connect_duration_seconds",
                           "halfpipe_half_closed_duration_seconds", "halfpipe_connection_transferred_bytes"})
         EXPECT_EQ(label_sets(h), (std::multiset<label_set>{{{"listener", "web"}}, {{"listener", "db"}}})) << h;
+    EXPECT_EQ(label_sets("halfpipe_listener_info"),
+              (std::multiset<label_set>{{{"listener", "web"}, {"mode", "reverse"}, {"auth", "off"}},
+                                        {{"listener", "db"}, {"mode", "reverse"}, {"auth", "off"}}}));
     auto build = label_sets("halfpipe_build_info");
     ASSERT_EQ(build.size(), 1u);
     EXPECT_EQ(*build.begin(), (label_set{{"version", HALFPIPE_VERSION}}));
@@ -428,6 +432,29 @@ TEST_F(proxy_metrics_test, per_listener_pointers_are_the_listeners_own_series) {
     auto all = families();
     for (const auto& m : family(all, "halfpipe_connection_duration_seconds").metric)
         EXPECT_EQ(m.histogram.sample_count, labels_of(m).at("listener") == "web" ? 1u : 0u);
+}
+
+TEST(listener_info, names_each_listeners_mode_and_auth) {
+    config::config cfg;
+    config::listener_config egress;
+    egress.name = "egress";
+    egress.mode = config::listener_mode::connect;
+    egress.auth = config::auth_config{"users", {{"alice", "$6$x$y"}}, "halfpipe", std::nullopt};
+    config::listener_config socks;
+    socks.name = "socks";
+    socks.mode = config::listener_mode::socks5;
+    cfg.listeners = {egress, socks};
+    proxy_metrics metrics{cfg};
+    std::multiset<label_set> info;
+    for (const auto& f : metrics.registry()->Collect()) {
+        if (f.name != "halfpipe_listener_info") continue;
+        for (const auto& m : f.metric) {
+            EXPECT_EQ(m.gauge.value, 1.0);
+            info.insert(labels_of(m));
+        }
+    }
+    EXPECT_EQ(info, (std::multiset<label_set>{{{"listener", "egress"}, {"mode", "connect"}, {"auth", "on"}},
+                                              {{"listener", "socks"}, {"mode", "socks5"}, {"auth", "off"}}}));
 }
 
 TEST(process_families, names_follow_prometheus_conventions) {
