@@ -30,26 +30,21 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import traceback
 import urllib.parse
 import urllib.request
 
-ARGS = [a for a in sys.argv[1:]]
-FILTERS = []
-while "-k" in ARGS:
-    i = ARGS.index("-k")
-    FILTERS.append(ARGS[i + 1])
-    del ARGS[i:i + 2]
-BINARY = ARGS[0] if ARGS else "build/server/halfpipe"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from halfpipe_harness import (LABEL, HalfpipeProcess, Suite, TestListener, abort_close,  # noqa: E402
+                              free_port, read_end, recv_exact, ss_count, temp_file, wait_until)
+
+suite = Suite("admin")
+BINARY = suite.binary
+check, check_eq, test, cleanups = suite.check, suite.check_eq, suite.test, suite.cleanups
 TOKEN = "admin-test-token-0123456789abcdef"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
-results = []  # (test, check name, ok)
-current_test = ["-"]
-cleanups = []  # callables run at the end of each test, last first
 peer_sockets = []  # the test's relayed sockets, closed before halfpipe is stopped
 
 
@@ -61,139 +56,34 @@ def close_peer_sockets():
             pass
 
 
-def check(name, ok, detail=""):
-    results.append((current_test[0], name, bool(ok)))
-    print(f"  {'PASS' if ok else 'FAIL'}: {name}{' — ' + str(detail) if detail != '' else ''}", flush=True)
-    return bool(ok)
-
-
-def check_eq(name, observed, expected):
-    return check(name, observed == expected, f"expected {expected!r}, observed {observed!r}")
-
-
-class TestTimeout(Exception):
-    pass
-
-
-def on_alarm(signum, frame):
-    raise TestTimeout("test exceeded its time budget")
-
-
-TESTS = []
-
-
-def test(budget):
-    def register(fn):
-        TESTS.append((fn, budget))
-        return fn
-    return register
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    """Polls predicate() until it returns a truthy value or timeout passes; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 # ---------------------------------------------------------------------------------------
 # halfpipe, its upstream, its clients
 
 
-class Halfpipe:
+class Halfpipe(HalfpipeProcess):
     """halfpipe as a child process; reads the admin and listener addresses from its log."""
 
     def __init__(self, upstream_port=None, *extra, config=None):
         args = [BINARY]
         if config is not None:
-            fd, path = tempfile.mkstemp(prefix="halfpipe-admin-test-", suffix=".yaml")
-            with os.fdopen(fd, "w") as f:
-                f.write(config)
-            cleanups.append(lambda: os.unlink(path))
-            args += ["--config", path]
+            args += ["--config", temp_file(config, cleanups, "halfpipe-admin-test-", ".yaml")]
         else:
             args += ["--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream_port}", "--admin", "127.0.0.1:0"]
-        args += list(extra)
-        self.started_at = time.time()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        super().__init__(args + list(extra), admin=True)
         cleanups.append(self.kill)
-        self.lines = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        admin = self.wait_for_line(r"event=admin_listening address=(\S+):(\d+)", 10)
-        listening = self.wait_for_line(r"event=listening listener=(\S+) address=127\.0\.0\.1:(\d+)", 10)
-        if not admin or not listening:
-            self.kill()
-            raise RuntimeError("halfpipe did not start: " + "".join(self.lines))
-        self.admin = (admin.group(1), int(admin.group(2)))
-        self.listener = listening.group(1)
-        self.port = int(listening.group(2))
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.cond:
-                self.lines.append(line)
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait_for_line(self, pattern, timeout, start=0):
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    m = regex.search(line)
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self.proc.stdout.readable()):
-                    return None
-                self.cond.wait(min(left, 0.2))
-
-    def access_lines(self):
-        with self.cond:
-            return [l for l in self.lines if "event=access" in l]
-
-    @property
-    def admin_url(self):
-        return f"http://{self.admin[0]}:{self.admin[1]}"
 
     def stop(self, timeout=15):
         """SIGTERM once the test's relayed connections are closed: the drain then ends at once."""
         close_peer_sockets()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        return super().stop(timeout)
 
 
-class Upstream:
+class Upstream(TestListener):
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.port = self.sock.getsockname()[1]
-        cleanups.append(self.sock.close)
+        super().__init__(cleanups)
 
     def accept(self, timeout=5):
-        self.sock.settimeout(timeout)
-        a, _ = self.sock.accept()
-        a.settimeout(5)
-        cleanups.append(a.close)
+        a = super().accept(timeout)
         peer_sockets.append(a)
         return a
 
@@ -210,54 +100,6 @@ def pair(hp, up):
     c = connect(hp.port)
     a = up.accept()
     return c, a
-
-
-def recv_exact(sock, n, timeout=5):
-    sock.settimeout(timeout)
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def read_end(sock, timeout=5):
-    """Reads until the connection ends: ('eof'|'reset'|'timeout', bytes read)."""
-    sock.settimeout(timeout)
-    data = b""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return "reset", data
-        except (socket.timeout, TimeoutError):
-            return "timeout", data
-        if not chunk:
-            return "eof", data
-        data += chunk
-
-
-def abort_close(sock):
-    """close() with SO_LINGER {1, 0}: the peer reads ECONNRESET."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def ss_count(state, filt):
-    out = subprocess.run(["ss", "-Htan", "state", state, filt], capture_output=True, text=True, timeout=10).stdout
-    return len([l for l in out.splitlines() if l.strip()])
 
 
 def token_config(upstream_port, extra=""):
@@ -411,7 +253,6 @@ def session_of(hp, client_sock):
 
 
 LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 class Metrics:
@@ -1099,7 +940,7 @@ def test_metrics_after_traffic():
              m.get("halfpipe_upstream_port_headroom", listener=L, upstream=target), high - low + 1 - toward)
 
     # Process metrics.
-    fds = len(os.listdir(f"/proc/{hp.proc.pid}/fd"))
+    fds = hp.open_fds()
     open_fds = m.get("process_open_fds")
     check("process_open_fds > 0 and close to /proc/PID/fd", open_fds and abs(open_fds - fds) <= 3,
           f"metric {open_fds}, /proc {fds}")
@@ -1107,8 +948,7 @@ def test_metrics_after_traffic():
     check_eq("process_max_fds == the nofile limit halfpipe logged", m.get("process_max_fds"),
              float(nofile.group(1)) if nofile else None)
     rss = m.get("process_resident_memory_bytes")
-    with open(f"/proc/{hp.proc.pid}/status") as f:
-        vm_rss = next((int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:")), None)
+    vm_rss = hp.rss_bytes()
     check("process_resident_memory_bytes > 1 MB and within 20% of VmRSS in /proc/PID/status",
           rss and vm_rss and rss > 1e6 and abs(rss - vm_rss) <= 0.2 * vm_rss, f"metric {rss}, VmRSS {vm_rss}")
     check("process_cpu_seconds_total >= 0", m.get("process_cpu_seconds_total") is not None and
@@ -1456,38 +1296,5 @@ def test_prometheus_end_to_end():
 # ---------------------------------------------------------------------------------------
 
 
-def main():
-    signal.signal(signal.SIGALRM, on_alarm)
-    start = time.monotonic()
-    for fn, budget in TESTS:
-        name = fn.__name__
-        if FILTERS and not any(f in name for f in FILTERS):
-            continue
-        current_test[0] = name
-        print(f"== {name} (budget {budget} s)", flush=True)
-        t = time.monotonic()
-        signal.alarm(budget)
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - a crash is a failure, with its traceback
-            traceback.print_exc()
-            check(f"{name} ran to completion", False, f"{type(e).__name__}: {e}")
-        finally:
-            signal.alarm(0)
-            while cleanups:
-                try:
-                    cleanups.pop()()
-                except Exception:  # noqa: BLE001
-                    pass
-        print(f"   ({time.monotonic() - t:.1f} s)", flush=True)
-    failed = [r for r in results if not r[2]]
-    if failed:
-        print("\nFailures:")
-        for test_name, check_name, _ in failed:
-            print(f"  {test_name}: {check_name}")
-    print(f"admin: {len(results) - len(failed)} passed, {len(failed)} failed ({time.monotonic() - start:.0f} s)")
-    sys.exit(1 if failed or not results else 0)
-
-
 if __name__ == "__main__":
-    main()
+    suite.run()

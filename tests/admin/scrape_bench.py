@@ -22,27 +22,21 @@ import http.client
 import json
 import math
 import os
-import re
-import resource
 import select
-import selectors
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
-HARD_LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-CONNECTIONS = min(int(os.environ.get("BENCH_CONNECTIONS", "9900")), (HARD_LIMIT - 150) // 2)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from halfpipe_harness import (HARD_FD_LIMIT, HalfpipeProcess, metric_sum, open_relayed, raise_fd_limit,  # noqa: E402
+                              start_echo_server)
+
+CONNECTIONS = min(int(os.environ.get("BENCH_CONNECTIONS", "9900")), (HARD_FD_LIMIT - 150) // 2)
 PHASE_SECONDS = float(os.environ.get("BENCH_PHASE_SECONDS", "4"))
 SCRAPES = int(os.environ.get("BENCH_SCRAPES", "50"))
 PAYLOAD = b"p" * 64
-
-
-def raise_limit():
-    resource.setrlimit(resource.RLIMIT_NOFILE, (HARD_LIMIT, HARD_LIMIT))
 
 
 def conditions():
@@ -78,44 +72,6 @@ def summary_us(values):
 # Child processes
 
 
-def echo_server():
-    """Accepts connections and echoes what arrives, until stdin closes."""
-    raise_limit()
-    up = socket.socket()
-    up.bind(("127.0.0.1", 0))
-    up.listen(4096)
-    up.setblocking(False)
-    print(up.getsockname()[1], flush=True)
-    sel = selectors.DefaultSelector()
-    sel.register(up, selectors.EVENT_READ)
-    sel.register(sys.stdin, selectors.EVENT_READ)
-    conns = []
-    while True:
-        for key, _ in sel.select(1):
-            if key.fileobj is sys.stdin:
-                for c in conns:
-                    c.close()
-                return
-            if key.fileobj is up:
-                while True:
-                    try:
-                        a, _ = up.accept()
-                    except BlockingIOError:
-                        break
-                    a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    conns.append(a)
-                    sel.register(a, selectors.EVENT_READ)
-            else:
-                try:
-                    data = key.fileobj.recv(65536)
-                except ConnectionResetError:
-                    data = b""
-                if data:
-                    key.fileobj.sendall(data)
-                else:
-                    sel.unregister(key.fileobj)
-
-
 def request_loop(host, port, path):
     """Requests `path` back to back on one keep-alive connection until stdin closes;
     prints a JSON list of the latencies (seconds)."""
@@ -133,75 +89,15 @@ def request_loop(host, port, path):
 # ---------------------------------------------------------------------------------------
 
 
-class Halfpipe:
-    def __init__(self, binary, upstream_port):
-        args = [binary, "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream_port}", "--admin",
-                "127.0.0.1:0", "--drain-timeout", "5s"]
-        if os.environ.get("BENCH_WORKERS"):
-            args += ["--workers", os.environ["BENCH_WORKERS"]]
-        self.upstream_port = upstream_port
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     preexec_fn=raise_limit)
-        self.lines = []
-        deadline = time.monotonic() + 10
-        self.port = self.admin = None
-        while (self.port is None or self.admin is None) and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            m = re.search(r"event=admin_listening address=(\S+):(\d+)", line)
-            if m:
-                self.admin = (m.group(1), int(m.group(2)))
-            m = re.search(r"event=listening .*address=127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-        if self.port is None or self.admin is None:
-            raise RuntimeError("halfpipe did not start: " + "".join(self.lines))
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for line in self.proc.stdout:
-            if "event=access" not in line:
-                self.lines.append(line)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return None
-
-
-def open_relayed(port, count, deadline):
-    """count connections, each proven to relay 8 bytes both ways; returns the sockets."""
-    clients = []
-    sel = selectors.DefaultSelector()
-    pending = {}
-    ok = 0
-    batch = 500
-    while (len(clients) < count or pending) and time.monotonic() < deadline:
-        while len(clients) < count and len(pending) < batch:
-            c = socket.create_connection(("127.0.0.1", port), timeout=10)
-            i = len(clients)
-            c.sendall(i.to_bytes(8, "big"))
-            c.setblocking(False)
-            clients.append(c)
-            pending[c] = (i, b"")
-            sel.register(c, selectors.EVENT_READ)
-        for key, _ in sel.select(0.5):
-            c = key.fileobj
-            i, got = pending[c]
-            got += c.recv(64)
-            if len(got) >= 8:
-                ok += int.from_bytes(got[:8], "big") == i
-                del pending[c]
-                sel.unregister(c)
-            else:
-                pending[c] = (i, got)
-    sel.close()
-    return clients, ok
+def Halfpipe(binary, upstream_port):
+    args = [binary, "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream_port}", "--admin",
+            "127.0.0.1:0", "--drain-timeout", "5s"]
+    if os.environ.get("BENCH_WORKERS"):
+        args += ["--workers", os.environ["BENCH_WORKERS"]]
+    # 10,000 connections' access log lines are not worth keeping.
+    hp = HalfpipeProcess(args, admin=True, preexec_fn=raise_fd_limit, keep=lambda line: "event=access" not in line)
+    hp.upstream_port = upstream_port
+    return hp
 
 
 def timed_requests(admin, path, n):
@@ -251,24 +147,16 @@ def with_background(admin, path, fn):
 
 
 def metric(text, name, **labels):
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            lbl = line[len(name) + 1:line.index("}")]
-            if ",".join(sorted(lbl.split(","))) == want:
-                return float(line.rsplit(" ", 1)[1])
-    return None
+    return metric_sum(text, name, labels)
 
 
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "build/server/halfpipe"
-    raise_limit()
-    print(f"scrape_bench: {CONNECTIONS} connections, descriptor hard limit {HARD_LIMIT}, {os.cpu_count()} CPUs",
+    raise_fd_limit()
+    print(f"scrape_bench: {CONNECTIONS} connections, descriptor hard limit {HARD_FD_LIMIT}, {os.cpu_count()} CPUs",
           flush=True)
     print(f"  before: {conditions()}", flush=True)
-    echo = subprocess.Popen([sys.executable, __file__, "--echo-server"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    up_port = int(echo.stdout.readline())
+    echo, up_port = start_echo_server(nodelay=True)
     hp = Halfpipe(binary, up_port)
     clients = []
     ping_sock = None
@@ -361,15 +249,12 @@ def main():
                   f"{' (expected 0: sessions that never end)' if left else ''}", flush=True)
         except (OSError, RuntimeError, http.client.HTTPException) as e:
             print(f"  could not scrape after closing: {e}", flush=True)
-        code = hp.stop()
+        code = hp.stop(30)
         print(f"halfpipe exited {code}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--echo-server"]:
-        echo_server()
-        sys.exit(0)
     if sys.argv[1:2] == ["--request-loop"]:
         request_loop(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         sys.exit(0)

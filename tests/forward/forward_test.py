@@ -27,78 +27,34 @@ Python 3 standard library only, plus curl. Every test has a time budget (SIGALRM
 every wait a deadline. Prints PASS/FAIL lines and 'N passed, N failed'; exits non-zero on
 any failure.
 """
+import base64
 import http.client
 import http.server
 import json
 import os
 import random
 import re
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
-ARGS = sys.argv[1:]
-FILTERS = []
-while "-k" in ARGS:
-    i = ARGS.index("-k")
-    FILTERS.append(ARGS[i + 1])
-    del ARGS[i:i + 2]
-BINARY = ARGS[0] if ARGS else "build/server/halfpipe"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from halfpipe_harness import (HalfpipeProcess, Suite, TestListener, abort_close, free_port,  # noqa: E402
+                              metric_sum, read_end, recv_exact, temp_file, wait_until)
 
-results = []  # (test, check name, ok)
-current_test = ["-"]
-cleanups = []  # callables run at the end of each test, last first
-
-
-def check(name, ok, detail=""):
-    results.append((current_test[0], name, bool(ok)))
-    print(f"  {'PASS' if ok else 'FAIL'}: {name}{' — ' + str(detail) if detail != '' else ''}", flush=True)
-    return bool(ok)
-
-
-def check_eq(name, observed, expected):
-    return check(name, observed == expected, f"expected {expected!r}, observed {observed!r}")
-
-
-class TestTimeout(Exception):
-    pass
-
-
-def on_alarm(signum, frame):
-    raise TestTimeout("test exceeded its time budget")
-
-
-TESTS = []
-
-
-def test(budget):
-    def register(fn):
-        TESTS.append((fn, budget))
-        return fn
-    return register
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    """Polls predicate() until it returns a truthy value or timeout passes; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
+suite = Suite("forward")
+BINARY = suite.binary
+check, check_eq, test, cleanups = suite.check, suite.check_eq, suite.test, suite.cleanups
 
 
 # ---------------------------------------------------------------------------------------
 # halfpipe
 
 
-class Halfpipe:
+class Halfpipe(HalfpipeProcess):
     """halfpipe as a child process, with its admin endpoint; listener ports come from its log.
 
     Quick form: Halfpipe(mode="connect"|"socks5"), one listener named "default".
@@ -108,56 +64,11 @@ class Halfpipe:
     def __init__(self, mode=None, config=None, listeners=("default",)):
         args = [BINARY]
         if config is not None:
-            fd, path = tempfile.mkstemp(prefix="halfpipe-forward-test-", suffix=".yaml")
-            with os.fdopen(fd, "w") as f:
-                f.write(config)
-            cleanups.append(lambda: os.unlink(path))
-            args += ["--config", path]
+            args += ["--config", temp_file(config, cleanups, "halfpipe-forward-test-", ".yaml")]
         else:
             args += ["--listen", "127.0.0.1:0", "--mode", mode, "--admin", "127.0.0.1:0", "--drain-timeout", "2s"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        cleanups.append(self.stop)
-        self.lines = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        admin = self.wait_for_line(r"event=admin_listening address=(\S+):(\d+)", 10)
-        self.ports = {}
-        for name in listeners:
-            m = self.wait_for_line(r"event=listening listener=" + re.escape(name) + r" address=127\.0\.0\.1:(\d+)", 10)
-            if m:
-                self.ports[name] = int(m.group(1))
-        if not admin or len(self.ports) != len(listeners):
-            self.stop()
-            raise RuntimeError("halfpipe did not start: " + "".join(self.lines))
-        self.admin = (admin.group(1), int(admin.group(2)))
-        self.port = self.ports[listeners[0]]
-
-    def _read(self):
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace")
-            with self.cond:
-                self.lines.append(line)
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait_for_line(self, pattern, timeout):
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    m = regex.search(line)
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(min(left, 0.2))
-
-    def access_lines(self):
-        with self.cond:
-            return [l for l in self.lines if "event=access" in l]
+        super().__init__(args, admin=True, listeners=listeners)
+        cleanups.append(lambda: self.stop(5))
 
     def admin_get(self, path):
         conn = http.client.HTTPConnection(self.admin[0], self.admin[1], timeout=5)
@@ -181,31 +92,6 @@ class Halfpipe:
         status, body = self.admin_get("/connections")
         assert status == 200, status
         return json.loads(body)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def metric_sum(text, name, labels):
-    total = 0.0
-    for line in text.splitlines():
-        m = SAMPLE.match(line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(LABEL.findall(m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
 
 
 def forward_config(acl=None, handshake=None, socks=False, auth=None, workers=2):
@@ -270,38 +156,9 @@ def http_upstream(v6=False):
     return server.server_address[1]
 
 
-class RawUpstream:
+class RawUpstream(TestListener):
     def __init__(self, v6=False):
-        self.sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("::1" if v6 else "127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        cleanups.append(self.sock.close)
-
-    def accept(self, timeout=5):
-        self.sock.settimeout(timeout)
-        a, _ = self.sock.accept()
-        a.settimeout(5)
-        cleanups.append(a.close)
-        return a
-
-    def accepted_nothing(self, wait=0.2):
-        self.sock.settimeout(wait)
-        try:
-            a, _ = self.sock.accept()
-        except (socket.timeout, TimeoutError):
-            return True
-        a.close()
-        return False
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+        super().__init__(cleanups, v6=v6, backlog=64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -312,34 +169,6 @@ def connect(port, timeout=5):
     c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     cleanups.append(c.close)
     return c
-
-
-def recv_exact(sock, n, timeout=5):
-    sock.settimeout(timeout)
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def read_end(sock, timeout=5):
-    """Reads until the connection ends: ('eof'|'reset'|'timeout', bytes read)."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return "reset", data
-        except (socket.timeout, TimeoutError):
-            return "timeout", data
-        if not chunk:
-            return "eof", data
-        data += chunk
 
 
 def read_head(sock, timeout=5):
@@ -365,12 +194,6 @@ def read_head(sock, timeout=5):
     text = head.decode("latin-1")
     m = re.match(r"HTTP/1\.[01] (\d{3}) ", text)
     return (int(m.group(1)) if m else None), text, rest, how
-
-
-def abort_close(sock):
-    """close() with SO_LINGER {1, 0}: the peer reads ECONNRESET."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def connect_head(authority, extra=""):
@@ -831,11 +654,8 @@ def hash_password(password):
 
 
 def users_file(lines):
-    fd, path = tempfile.mkstemp(prefix="halfpipe-forward-users-")
-    with os.fdopen(fd, "w") as f:
-        f.write("# forward proxy users\n" + "".join(line + "\n" for line in lines))
-    cleanups.append(lambda: os.unlink(path))
-    return path
+    text = "# forward proxy users\n" + "".join(line + "\n" for line in lines)
+    return temp_file(text, cleanups, "halfpipe-forward-users-")
 
 
 def auth_proxy(**kwargs):
@@ -849,7 +669,6 @@ def auth_proxy(**kwargs):
 
 
 def basic(user, password):
-    import base64
     return "Proxy-Authorization: Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() + "\r\n"
 
 
@@ -1017,10 +836,7 @@ def auth_hashing_does_not_stall_the_relay():
 @test(10)
 def auth_users_file_errors():
     path = users_file(["alice:hunter2"])
-    fd, config_path = tempfile.mkstemp(prefix="halfpipe-forward-test-", suffix=".yaml")
-    with os.fdopen(fd, "w") as f:
-        f.write(forward_config(auth={"users_file": path}))
-    cleanups.append(lambda: os.unlink(config_path))
+    config_path = temp_file(forward_config(auth={"users_file": path}), cleanups, "halfpipe-forward-test-", ".yaml")
     r = subprocess.run([BINARY, "--config", config_path, "--check"], capture_output=True, timeout=10)
     check_eq("--check with a plain-text password: exit 1", r.returncode, 1)
     err = r.stderr.decode()
@@ -1029,48 +845,7 @@ def auth_users_file_errors():
     check("the error does not repeat the password", "hunter2" not in err, err)
 
 
-# The whole run stays under 125 s: a test gets at most what is left of RUN_BUDGET (cleanups
-# after it take at most a few seconds more), and tests that find it spent fail unrun.
-RUN_BUDGET = 110
-
-
-def main():
-    signal.signal(signal.SIGALRM, on_alarm)
-    start = time.monotonic()
-    for fn, budget in TESTS:
-        name = fn.__name__
-        if FILTERS and not any(f in name for f in FILTERS):
-            continue
-        current_test[0] = name
-        left = int(RUN_BUDGET - (time.monotonic() - start))
-        if left < 2:
-            check(f"{name} run (the {RUN_BUDGET} s run budget is spent)", False)
-            continue
-        budget = min(budget, left)
-        print(f"== {name} (budget {budget} s)", flush=True)
-        t = time.monotonic()
-        signal.alarm(budget)
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - a crash is a failure, with its traceback
-            traceback.print_exc()
-            check(f"{name} ran to completion", False, f"{type(e).__name__}: {e}")
-        finally:
-            signal.alarm(0)
-            while cleanups:
-                try:
-                    cleanups.pop()()
-                except Exception:  # noqa: BLE001
-                    pass
-        print(f"   ({time.monotonic() - t:.1f} s)", flush=True)
-    failed = [r for r in results if not r[2]]
-    if failed:
-        print("\nFailures:")
-        for test_name, check_name, _ in failed:
-            print(f"  {test_name}: {check_name}")
-    print(f"forward: {len(results) - len(failed)} passed, {len(failed)} failed ({time.monotonic() - start:.0f} s)")
-    sys.exit(1 if failed or not results else 0)
-
-
+# The whole run stays under 125 s: a test gets at most what is left of the run budget
+# (cleanups after it take at most a few seconds more), and tests that find it spent fail unrun.
 if __name__ == "__main__":
-    main()
+    suite.run(run_budget=110)

@@ -11,59 +11,29 @@ namespace of its own (so its port range and firewall touch nothing else):
 Needs root, iproute2 and nft. Prints 'N passed, N failed'; every wait is bounded.
 """
 import os
-import re
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
 
-BINARY = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "build/server/halfpipe")
-results = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from halfpipe_harness import HalfpipeProcess, Suite  # noqa: E402
+
+suite = Suite("netns")
+BINARY = os.path.abspath(suite.binary)
+check = suite.check
 
 
-def check(name, ok, detail=""):
-    results.append(ok)
-    print(f"{'PASS' if ok else 'FAIL'}: {name}{' — ' + detail if detail else ''}", flush=True)
+def Halfpipe(upstream, *extra):
+    # A fixed listen port: port 0 would take one from the namespace's tiny ephemeral range.
+    return HalfpipeProcess([BINARY, "--listen", "127.0.0.1:8000", "--upstream", upstream, "--admin", "off",
+                            "--workers", "1", "--drain-timeout", "1s", *extra])
 
 
-class Halfpipe:
-    def __init__(self, upstream, *extra):
-        # A fixed listen port: port 0 would take one from the namespace's tiny ephemeral range.
-        self.proc = subprocess.Popen([BINARY, "--listen", "127.0.0.1:8000", "--upstream", upstream, "--admin", "off",
-                                      "--workers", "1", "--drain-timeout", "1s", *extra],
-                                     stdout=subprocess.PIPE, text=True)
-        self.lines = []
-        deadline = time.monotonic() + 10
-        self.port = None
-        while self.port is None and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            m = re.search(r"event=listening .*address=127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-        if self.port is None:
-            raise RuntimeError("halfpipe did not start: " + "".join(self.lines))
-        threading.Thread(target=lambda: [self.lines.append(l) for l in self.proc.stdout], daemon=True).start()
-
-    def wait_line(self, pattern, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if re.search(pattern, line):
-                    return line
-            time.sleep(0.02)
-        return None
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def log_line(hp, pattern, seconds):
+    """The first log line matching `pattern` within `seconds`, or None."""
+    m = hp.wait_for_line(pattern, seconds)
+    return m.string if m else None
 
 
 def read_outcome(sock, seconds):
@@ -108,7 +78,7 @@ def inner_port_exhaustion():
         outcome, took = read_outcome(third, 3)
         check("third client is reset when no source port is left", outcome == "reset" and took < 1,
               f"{outcome} after {took:.3f} s")
-        line = hp.wait_line(r"event=access .*reason=port_exhausted", 3)
+        line = log_line(hp, r"event=access .*reason=port_exhausted", 3)
         check("access log names port exhaustion", line is not None and "how=error" in line, (line or "").strip())
         first.sendall(b"ping")
         check("connections already relayed keep working", a1.recv(4) == b"ping")
@@ -144,12 +114,8 @@ listeners:
     bind: 127.0.0.1:8001
     upstream: {address: 127.0.0.1:9001, source_address: 127.0.0.2}
 """)
-    proc = subprocess.Popen([BINARY, "--config", config], stdout=subprocess.PIPE, text=True)
+    hp = HalfpipeProcess([BINARY, "--config", config], listeners=["a", "b"])
     try:
-        deadline = time.monotonic() + 10
-        listening = 0
-        while listening < 2 and time.monotonic() < deadline:
-            listening += "event=listening" in proc.stdout.readline()
         clients, accepted = [], []
         source_port = 50001
         for listen_port, up in ((8000, ups[0]), (8001, ups[1])):
@@ -170,8 +136,7 @@ listeners:
         for c in clients:
             c.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        hp.stop(10)
         for u in ups:
             u.close()
         os.unlink(config)
@@ -194,7 +159,7 @@ def inner_connect_timeout():
         outcome, took = read_outcome(c, 5)
         check("client reset after the connect timeout", outcome == "reset" and 0.4 <= took < 1.5,
               f"{outcome} after {took:.3f} s")
-        line = hp.wait_line(r"event=access .*reason=connect_timeout", 3)
+        line = log_line(hp, r"event=access .*reason=connect_timeout", 3)
         check("access log says connect_timeout", line is not None, (line or "").strip())
         c.close()
     finally:
@@ -213,7 +178,7 @@ def inner_unreachable():
         outcome, took = read_outcome(c, 5)
         check("client reset at once when the upstream is unreachable", outcome == "reset" and took < 1,
               f"{outcome} after {took:.3f} s")
-        line = hp.wait_line(r"event=access .*reason=connect_unreachable", 3)
+        line = log_line(hp, r"event=access .*reason=connect_unreachable", 3)
         check("access log says connect_unreachable", line is not None, (line or "").strip())
         c.close()
     finally:
@@ -229,10 +194,11 @@ def run_in_namespace(case):
                              capture_output=True, text=True, timeout=60)
         sys.stdout.write(out.stdout)
         sys.stderr.write(out.stderr)
-        for line in out.stdout.splitlines():
-            if line.startswith(("PASS", "FAIL")):
-                results.append(line.startswith("PASS"))
-        if out.returncode != 0 and not any(l.startswith("FAIL") for l in out.stdout.splitlines()):
+        outcomes = [l.strip() for l in out.stdout.splitlines() if l.strip().startswith(("PASS:", "FAIL:"))]
+        for line in outcomes:
+            suite.results.append((case, line, line.startswith("PASS")))
+        if out.returncode != 0 and not any(l.startswith("FAIL") for l in outcomes):
+            suite.current = case
             check(f"{case} ran", False, f"exit {out.returncode}")
     finally:
         subprocess.run(["ip", "netns", "del", ns])
@@ -240,10 +206,10 @@ def run_in_namespace(case):
 
 if __name__ == "__main__":
     if "--inner" in sys.argv:
-        globals()["inner_" + sys.argv[sys.argv.index("--inner") + 1]]()
-        sys.exit(1 if results.count(False) else 0)
+        case = sys.argv[sys.argv.index("--inner") + 1]
+        suite.current = case
+        globals()["inner_" + case]()
+        sys.exit(1 if any(not ok for _, _, ok in suite.results) else 0)
     for case in ("port_exhaustion", "source_address", "connect_timeout", "unreachable"):
         run_in_namespace(case)
-    failed = results.count(False)
-    print(f"netns: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed or not results else 0)
+    suite.finish()

@@ -11,77 +11,28 @@ Exits non-zero on failure; prints 'N passed, N failed'. Bounded: every wait has
 a deadline, and the whole run takes well under two minutes.
 """
 import os
-import re
-import resource
 import selectors
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 
-BINARY = sys.argv[1] if len(sys.argv) > 1 else "build/server/halfpipe"
-HARD_LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from halfpipe_harness import (HARD_FD_LIMIT, HalfpipeProcess, Suite, open_relayed, raise_fd_limit,  # noqa: E402
+                              ss_count, start_echo_server)
+
+suite = Suite("scale")
+BINARY = suite.binary
+check, test = suite.check, suite.test
 # Each relayed connection costs halfpipe two descriptors; where the hard limit is
 # below 20,000 plus a few, the idle test runs as many as fit and says so.
-CONNECTIONS = min(int(os.environ.get("SCALE_CONNECTIONS", "10000")), (HARD_LIMIT - 64) // 2)
+CONNECTIONS = min(int(os.environ.get("SCALE_CONNECTIONS", "10000")), (HARD_FD_LIMIT - 64) // 2)
 # Churned connections come and go in waves, so they need no more descriptors.
 CHURN = int(os.environ.get("SCALE_CONNECTIONS", "10000"))
-results = []
 
 
-def check(name, ok, detail=""):
-    results.append(ok)
-    print(f"{'PASS' if ok else 'FAIL'}: {name}{' — ' + detail if detail else ''}", flush=True)
-
-
-def raise_limit():
-    resource.setrlimit(resource.RLIMIT_NOFILE, (HARD_LIMIT, HARD_LIMIT))
-
-
-class Halfpipe:
-    def __init__(self, upstream_port, *extra):
-        self.proc = subprocess.Popen(
-            [BINARY, "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream_port}", "--admin", "off",
-             *extra],
-            stdout=subprocess.PIPE, text=True, preexec_fn=raise_limit)
-        self.lines = []
-        deadline = time.monotonic() + 10
-        self.port = None
-        while self.port is None and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            m = re.search(r"event=listening .*address=127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-        if self.port is None:
-            raise RuntimeError("halfpipe did not start: " + "".join(self.lines))
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def rss_bytes(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def open_fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return None
+def Halfpipe(upstream_port, *extra):
+    return HalfpipeProcess([BINARY, "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream_port}",
+                            "--admin", "off", *extra], preexec_fn=raise_fd_limit)
 
 
 def listener():
@@ -140,11 +91,6 @@ def exchange(senders, receivers, deadline):
 # Loopback lets a new connection take over a TIME_WAIT 4-tuple (tcp_tw_reuse, and a
 # SYN with a newer timestamp), so not every close leaves one behind: the checks ask
 # for most of them on the expected side and none at all on the other.
-def ss_count(state, filt):
-    out = subprocess.run(["ss", "-Htan", "state", state, filt], capture_output=True, text=True).stdout
-    return len([l for l in out.splitlines() if l.strip()])
-
-
 def halfpipe_side_filter(hp_port, up_port):
     # halfpipe's sockets: accepted ones have the listener port as source port; its
     # upstream connections have the upstream port as destination.
@@ -163,72 +109,18 @@ def wait_states_clear(hp_port, up_port, states, seconds):
     return counts
 
 
-def echo_server():
-    """Child process: accepts connections and echoes what arrives until stdin closes."""
-    raise_limit()
-    up = listener()
-    print(up.getsockname()[1], flush=True)
-    sel = selectors.DefaultSelector()
-    sel.register(up, selectors.EVENT_READ)
-    sel.register(sys.stdin, selectors.EVENT_READ)
-    conns = []
-    while True:
-        for key, _ in sel.select(1):
-            if key.fileobj is sys.stdin:
-                for c in conns:
-                    c.close()
-                return
-            if key.fileobj is up:
-                while True:
-                    try:
-                        a, _ = up.accept()
-                    except BlockingIOError:
-                        break
-                    conns.append(a)
-                    sel.register(a, selectors.EVENT_READ)
-            else:
-                data = key.fileobj.recv(64)
-                if data:
-                    key.fileobj.sendall(data)
-                else:
-                    sel.unregister(key.fileobj)
-
-
-def test_idle():
+@test(150)
+def idle():
     # The upstream peers live in another process: each process has its own descriptor limit.
-    echo = subprocess.Popen([sys.executable, __file__, "--echo-server"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    up_port = int(echo.stdout.readline())
+    echo, up_port = start_echo_server()
     hp = Halfpipe(up_port)
     clients = []
     try:
         time.sleep(0.2)
         rss_before = hp.rss_bytes()
-        deadline = time.monotonic() + 90
-        sel = selectors.DefaultSelector()
-        pending = {}
-        for i in range(CONNECTIONS):
-            c = socket.create_connection(("127.0.0.1", hp.port), timeout=10)
-            c.sendall(i.to_bytes(8, "big"))
-            c.setblocking(False)
-            clients.append(c)
-            pending[c] = (i, b"")
-            sel.register(c, selectors.EVENT_READ)
-        echoed = 0
-        while pending and time.monotonic() < deadline:
-            for key, _ in sel.select(0.5):
-                c = key.fileobj
-                i, got = pending[c]
-                got += c.recv(64)
-                if len(got) >= 8:
-                    echoed += int.from_bytes(got[:8], "big") == i
-                    del pending[c]
-                    sel.unregister(c)
-                else:
-                    pending[c] = (i, got)
-        sel.close()
+        clients, echoed = open_relayed(hp.port, CONNECTIONS, time.monotonic() + 90)
         check(f"{CONNECTIONS} concurrent connections each relay a byte both ways", echoed == CONNECTIONS,
-              f"{echoed} round trips (descriptor hard limit {HARD_LIMIT})")
+              f"{echoed} round trips (descriptor hard limit {HARD_FD_LIMIT})")
         time.sleep(0.5)  # idle connections hold no relay buffer
         rss_after = hp.rss_bytes()
         per_conn = (rss_after - rss_before) / max(1, CONNECTIONS)
@@ -243,7 +135,7 @@ def test_idle():
         echo.wait(30)
         code = hp.stop()
     check("halfpipe exits 0 after SIGTERM", code == 0, f"exit {code}")
-    check("start-up log reports the raised descriptor limit", any(f"nofile={HARD_LIMIT}" in l for l in hp.lines))
+    check("start-up log reports the raised descriptor limit", f"nofile={HARD_FD_LIMIT}" in hp.log_text())
 
 
 def churn(hp, up, first):
@@ -284,7 +176,8 @@ def churn(hp, up, first):
     return done
 
 
-def test_churn():
+@test(140)
+def churn_closes():
     up = listener()
     up_port = up.getsockname()[1]
     hp = Halfpipe(up_port)
@@ -314,7 +207,7 @@ def test_churn():
             tw_listener = ss_count("time-wait", f"( sport = :{hp2.port} )")
             check("upstream-first: TIME_WAIT on halfpipe's listener side, not its upstream side",
                   tw_listener >= done // 2 and tw_up == 0, f"listener side {tw_listener}, upstream side {tw_up}")
-            closes = sum(1 for l in hp2.lines if "event=access" in l and "how=fin" in l)
+            closes = sum(1 for l in hp2.access_lines() if "how=fin" in l)
             check("access log: one fin line per connection", closes == done, f"{closes}")
         finally:
             hp2.stop()
@@ -325,13 +218,5 @@ def test_churn():
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--echo-server"]:
-        echo_server()
-        sys.exit(0)
-    raise_limit()
-    start = time.monotonic()
-    test_idle()
-    test_churn()
-    failed = results.count(False)
-    print(f"scale: {len(results) - failed} passed, {failed} failed ({time.monotonic() - start:.0f} s)")
-    sys.exit(1 if failed else 0)
+    raise_fd_limit()
+    suite.run()
