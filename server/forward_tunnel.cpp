@@ -8,6 +8,7 @@
 #include "server/forward/connect_request.hpp"
 #include "server/forward/socks5.hpp"
 #include "server/listener_runtime.hpp"
+#include "server/password_checks.hpp"
 #include "server/session.hpp"
 #include "server/socket_options.hpp"
 #include "server/upstream_connector.hpp"
@@ -27,6 +28,12 @@ struct handshake_reader {
     net::steady_timer deadline;
     std::array<char, handshake_read_size> buffer{};
     bool timed_out = false;
+
+    // For waits that are not raced against the deadline (a password check).
+    bool expired() {
+        if (deadline.expiry() <= net::steady_timer::clock_type::now()) timed_out = true;
+        return timed_out;
+    }
 
     // nullopt: the deadline passed (timed_out), the client left, or it reset.
     net::awaitable<std::optional<std::string_view>> read() {
@@ -93,6 +100,7 @@ close_outcome incomplete(const handshake_reader& io) {
 // The users file, not a peer, turned the client away.
 constexpr close_outcome auth_required{initiator::proxy, close_how::limit, "auth_required"};
 constexpr close_outcome auth_failed{initiator::proxy, close_how::limit, "auth_failed"};
+constexpr close_outcome auth_overloaded{initiator::proxy, close_how::limit, "auth_overloaded"};
 
 void give_up(session& s, close_outcome why) {
     // Failed connects are counted as connect errors instead.
@@ -104,35 +112,28 @@ void give_up(session& s, close_outcome why) {
     close_socket(s.client, close_kind::graceful_fin);
 }
 
-// The slow hash runs on the password pool; the session waits for it without
-// blocking its worker, and resumes there (the handler's executor).
-net::awaitable<bool> check_credentials(listener_runtime& listener, const std::string& user,
-                                       const std::string& password) {
-    auto* verifier = listener.verifier.get();
-    if (verifier->remembered(user, password)) co_return true;
-    auto& pool = *listener.password_pool;
-    auto start = [verifier, &pool, user, password](auto handler) {
-        auto work = net::make_work_guard(net::get_associated_executor(handler));
-        net::post(pool, [verifier, user, password, work = std::move(work), handler = std::move(handler)]() mutable {
-            const bool ok = verifier->verify(user, password);
-            auto executor = work.get_executor();
-            net::post(executor, [ok, handler = std::move(handler)]() mutable { std::move(handler)(ok); });
-            work.reset();
-        });
-    };
-    co_return co_await net::async_initiate<decltype(net::use_awaitable), void(bool)>(std::move(start), net::use_awaitable);
-}
-
 // RFC 9110 §11.7.1: a proxy asks with 407 and Proxy-Authenticate (401 is an origin's).
-// Wrong credentials get the same answer as none, and the connection is closed.
+// Wrong credentials get the same answer as none, and the connection is closed; while
+// too many checks are queued, 503 at once.
 net::awaitable<bool> authenticate_connect(session& s, handshake_reader& io, const forward::connect_head& head) {
     std::optional<forward::basic_credentials> credentials;
     if (head.proxy_authorization) credentials = forward::decode_basic_credentials(*head.proxy_authorization);
-    bool ok = false;
-    if (credentials) ok = co_await check_credentials(s.listener, credentials->user, credentials->password);
-    if (ok) {
+    auto verdict = password_checks::verdict::rejected;
+    if (credentials)
+        verdict = co_await s.listener.passwords->check(*s.listener.verifier, credentials->user, credentials->password);
+    if (io.expired()) {
+        give_up(s, incomplete(io));
+        co_return false;
+    }
+    if (verdict == password_checks::verdict::accepted) {
         s.user = credentials->user;
         co_return true;
+    }
+    if (verdict == password_checks::verdict::busy) {
+        const auto response = forward::error_response(503);
+        co_await io.write(response);
+        give_up(s, auth_overloaded);
+        co_return false;
     }
     const auto response = forward::proxy_auth_required(s.listener.cfg.auth->realm);
     co_await io.write(response);
@@ -172,22 +173,27 @@ net::awaitable<std::optional<request>> read_socks5(session& s, handshake_reader&
             co_return std::nullopt;
         }
         auto r = socks.feed(*bytes);
-        bool rejected = false;
+        std::optional<close_outcome> rejection;
         if (r.state == forward::socks5_result::status::authenticate) {
             const std::string user = r.username;
             const std::string password = r.password;
-            const bool ok = co_await check_credentials(s.listener, user, password);
+            const auto verdict = co_await s.listener.passwords->check(*s.listener.verifier, user, password);
+            if (io.expired()) {
+                give_up(s, incomplete(io));
+                co_return std::nullopt;
+            }
+            const bool ok = verdict == password_checks::verdict::accepted;
             // The method choice (05 02) read with the credentials goes out before the verdict.
             std::string replies = std::move(r.reply);
             r = socks.auth_verdict(ok);
             r.reply = replies + r.reply;
-            rejected = !ok;
+            if (!ok) rejection = verdict == password_checks::verdict::busy ? auth_overloaded : auth_failed;
             if (ok) s.user = user;
         }
         if (!co_await io.write(r.reply)) r.state = forward::socks5_result::status::failed;
         if (r.state == forward::socks5_result::status::failed) {
-            if (rejected)
-                give_up(s, auth_failed);
+            if (rejection)
+                give_up(s, *rejection);
             else if (r.no_acceptable_method && s.listener.verifier)
                 give_up(s, auth_required);
             else

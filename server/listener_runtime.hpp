@@ -13,6 +13,7 @@
 #include "config/config.hpp"
 #include "common/destination/destination_acl.hpp"
 #include "server/forward/credential_verifier.hpp"
+#include "server/password_checks.hpp"
 #include "server/metrics/proxy_metrics.hpp"
 
 namespace halfpipe {
@@ -27,7 +28,7 @@ struct listener_runtime {
     listener_metrics& metrics;
     std::optional<forward::destination_acl> acl;       // forward modes
     std::unique_ptr<forward::credential_verifier> verifier;  // forward modes with auth
-    net::thread_pool* password_pool = nullptr;               // where verifier->verify runs
+    password_checks* passwords = nullptr;                    // where verifier->verify runs
     const std::vector<tcp::endpoint>* all_bound = nullptr;  // every listener's, to refuse loops
     // steady_clock ticks of the last accept-error log line, shared by the workers so
     // that descriptor exhaustion is logged once per interval, not once per worker.

@@ -17,6 +17,7 @@
 #include "server/listener.hpp"
 #include "server/listener_runtime.hpp"
 #include "server/metrics/proxy_metrics.hpp"
+#include "server/password_checks.hpp"
 #include "server/worker.hpp"
 
 namespace halfpipe {
@@ -28,7 +29,7 @@ using clock = std::chrono::steady_clock;
 constexpr auto drain_poll_interval = 50ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
-// Password hashes are slow on purpose (~100 ms for yescrypt): they run here, never on
+// Password hashes are slow on purpose (tens of milliseconds for yescrypt): they run here, never on
 // a worker, so a burst of logins cannot stall the relay. One thread bounds the CPU a
 // guessing client can take.
 constexpr std::size_t password_threads = 1;
@@ -57,9 +58,9 @@ public:
             if (lc.upstream.source_address) l->source_address = net::ip::make_address(*lc.upstream.source_address);
             if (lc.mode != config::listener_mode::reverse) l->acl = make_acl(lc);
             if (lc.auth) {
-                if (!password_pool_) password_pool_.emplace(password_threads);
+                if (!passwords_) passwords_.emplace(password_threads);
                 l->verifier = std::make_unique<forward::credential_verifier>(lc.auth->users, lc.auth->cache);
-                l->password_pool = &*password_pool_;
+                l->passwords = &*passwords_;
             }
             l->all_bound = &all_bound_;
             listeners_.push_back(std::move(l));
@@ -200,7 +201,7 @@ private:
     std::vector<std::unique_ptr<worker>> workers_;
     // Declared after the workers: joined first, so no password check can complete
     // into a destroyed io_context.
-    std::optional<net::thread_pool> password_pool_;
+    std::optional<password_checks> passwords_;
 };
 
 }  // namespace

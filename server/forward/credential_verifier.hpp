@@ -25,7 +25,7 @@ public:
     // the full hash cost). Thread-safe.
     bool remembered(std::string_view user, std::string_view password) const;
 
-    // Slow by design (the hash's full cost, e.g. ~100 ms for yescrypt): run it on a
+    // Slow by design (the hash's full cost, tens of milliseconds for yescrypt): run it on a
     // thread that relays nothing. Unknown users cost as much as known ones, so the
     // time taken does not tell which names exist. Thread-safe.
     bool verify(std::string_view user, std::string_view password);

@@ -22,9 +22,10 @@ enum class relay_state;
 inline constexpr std::array connect_error_reasons{"refused", "timeout", "unreachable", "port_exhausted",
                                                   "resolve_failed", "other"};
 inline constexpr std::array accept_error_reasons{"emfile", "enfile", "enobufs", "enomem", "other"};
-// auth_required: no usable credentials offered; auth_failed: wrong ones.
+// auth_required: no usable credentials offered; auth_failed: wrong ones; auth_overloaded:
+// too many password checks queued to take one more.
 inline constexpr std::array forward_rejection_reasons{"destination_denied", "bad_request", "handshake_incomplete",
-                                                      "auth_required", "auth_failed"};
+                                                      "auth_required", "auth_failed", "auth_overloaded"};
 
 struct listener_metrics {
     prometheus::Counter* accepted;

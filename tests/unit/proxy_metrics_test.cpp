@@ -241,7 +241,7 @@ TEST_F(proxy_metrics_test, label_vocabularies) {
               per_listener("reason", {"emfile", "enfile", "enobufs", "enomem", "other"}));
     EXPECT_EQ(label_sets("halfpipe_connections_rejected_total"), per_listener("reason", {"max_connections"}));
     EXPECT_EQ(label_sets("halfpipe_forward_rejections_total"),
-              per_listener("reason", {"destination_denied", "bad_request", "handshake_incomplete", "auth_required", "auth_failed"}));
+              per_listener("reason", {"destination_denied", "bad_request", "handshake_incomplete", "auth_required", "auth_failed", "auth_overloaded"}));
     for (const char* h : {"halfpipe_connection_duration_seconds", "halfpipe_upstream_connect_duration_seconds",
                           "halfpipe_half_closed_duration_seconds", "halfpipe_connection_transferred_bytes"})
         EXPECT_EQ(label_sets(h), (std::multiset<label_set>{{{"listener", "web"}}, {{"listener", "db"}}})) << h;
@@ -257,7 +257,7 @@ TEST_F(proxy_metrics_test, label_vocabularies) {
     EXPECT_EQ(std::vector<std::string>(accept_error_reasons.begin(), accept_error_reasons.end()),
               (std::vector<std::string>{"emfile", "enfile", "enobufs", "enomem", "other"}));
     EXPECT_EQ(std::vector<std::string>(forward_rejection_reasons.begin(), forward_rejection_reasons.end()),
-              (std::vector<std::string>{"destination_denied", "bad_request", "handshake_incomplete", "auth_required", "auth_failed"}));
+              (std::vector<std::string>{"destination_denied", "bad_request", "handshake_incomplete", "auth_required", "auth_failed", "auth_overloaded"}));
     for (std::size_t i = 0; i < states.size(); ++i)
         EXPECT_EQ(to_string(static_cast<relay_state>(i)), states[i]);
     for (std::size_t i = 0; i < initiators.size(); ++i) EXPECT_EQ(to_string(static_cast<initiator>(i)), initiators[i]);
@@ -399,7 +399,7 @@ TEST_F(proxy_metrics_test, connect_and_accept_error_reasons_map_onto_the_vocabul
 
 TEST_F(proxy_metrics_test, forward_rejections_count_each_reason_on_its_own_series) {
     auto& db = metrics.listener(1);
-    const std::vector<std::string> reasons{"destination_denied", "bad_request", "handshake_incomplete", "auth_required", "auth_failed"};
+    const std::vector<std::string> reasons{"destination_denied", "bad_request", "handshake_incomplete", "auth_required", "auth_failed", "auth_overloaded"};
     for (std::size_t i = 0; i < reasons.size(); ++i)
         for (std::size_t n = 0; n <= i; ++n) db.forward_rejected(reasons[i]);
     for (std::size_t i = 0; i < reasons.size(); ++i) {
