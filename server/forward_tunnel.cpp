@@ -105,7 +105,8 @@ constexpr close_outcome auth_overloaded{initiator::proxy, close_how::limit, "aut
 void give_up(session& s, close_outcome why) {
     // Failed connects are counted as connect errors instead.
     const auto& reasons = forward_rejection_reasons;
-    if (std::find(reasons.begin(), reasons.end(), why.reason) != reasons.end()) s.listener.metrics.forward_rejected(why.reason);
+    if (std::find(reasons.begin(), reasons.end(), why.reason) != reasons.end())
+        s.listener.metrics.forward_rejected(why.reason);
     s.terminating = true;
     s.note_outcome(why);
     s.set_state(relay_state::closing);

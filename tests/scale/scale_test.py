@@ -97,6 +97,27 @@ def halfpipe_side_filter(hp_port, up_port):
     return f"( sport = :{hp_port} or dport = :{up_port} )"
 
 
+def time_wait_headroom():
+    """TIME_WAIT sockets the kernel can still create: past tcp_max_tw_buckets it closes
+    the connection without one ("time wait bucket table overflow"), so on a machine
+    already full of them the counts below cannot reach half the closes."""
+    with open("/proc/sys/net/ipv4/tcp_max_tw_buckets") as f:
+        limit = int(f.read())
+    in_use = 0
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                in_use = int(fields[fields.index("tw") + 1])
+    return max(0, limit - in_use)
+
+
+def expected_time_wait(done, headroom):
+    # Loopback reuses some TIME_WAIT pairs, and other programs may take some headroom
+    # meanwhile: ask for half of what could be there, and say what that was.
+    return min(done, headroom) // 2
+
+
 def wait_states_clear(hp_port, up_port, states, seconds):
     filt = halfpipe_side_filter(hp_port, up_port)
     deadline = time.monotonic() + seconds
@@ -184,6 +205,7 @@ def churn_closes():
     states = ["close-wait", "fin-wait-1", "fin-wait-2", "last-ack", "closing"]
     try:
         filt = halfpipe_side_filter(hp.port, up_port)
+        headroom = time_wait_headroom()
         done = churn(hp, up, "client")
         left = wait_states_clear(hp.port, up_port, states, 10)
         check(f"{CHURN} connections churned client-first", done == CHURN, f"{done}")
@@ -192,13 +214,15 @@ def churn_closes():
         tw_up = ss_count("time-wait", f"( dport = :{up_port} )")
         tw_listener = ss_count("time-wait", f"( sport = :{hp.port} )")
         check("client-first: TIME_WAIT on halfpipe's upstream side, not its listener side",
-              tw_up >= done // 2 and tw_listener == 0, f"upstream side {tw_up}, listener side {tw_listener}")
+              tw_up >= expected_time_wait(done, headroom) and tw_listener == 0,
+              f"upstream side {tw_up}, listener side {tw_listener}, TIME_WAIT headroom before {headroom}")
 
         # A second halfpipe keeps the TIME_WAIT counts of the two runs apart.
         up2 = listener()
         up2_port = up2.getsockname()[1]
         hp2 = Halfpipe(up2_port)
         try:
+            headroom = time_wait_headroom()
             done = churn(hp2, up2, "upstream")
             left = wait_states_clear(hp2.port, up2_port, states, 10)
             check(f"{done} upstream-first closes leave no half-closed socket of halfpipe's", not any(left.values()),
@@ -206,7 +230,8 @@ def churn_closes():
             tw_up = ss_count("time-wait", f"( dport = :{up2_port} )")
             tw_listener = ss_count("time-wait", f"( sport = :{hp2.port} )")
             check("upstream-first: TIME_WAIT on halfpipe's listener side, not its upstream side",
-                  tw_listener >= done // 2 and tw_up == 0, f"listener side {tw_listener}, upstream side {tw_up}")
+                  tw_listener >= expected_time_wait(done, headroom) and tw_up == 0,
+                  f"listener side {tw_listener}, upstream side {tw_up}, TIME_WAIT headroom before {headroom}")
             closes = sum(1 for l in hp2.access_lines() if "how=fin" in l)
             check("access log: one fin line per connection", closes == done, f"{closes}")
         finally:
