@@ -373,7 +373,8 @@ net::awaitable<void> pump_both(session& s) {
         other_done.cancel();
         if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
     });
-    co_await pump<Channel>(s, to_upstream);
+    // The client's first bytes are usually there already: read before waiting.
+    co_await pump<Channel>(s, to_upstream, true);
     if (other_running) co_await other_done.async_wait(use_tuple);
 }
 
@@ -427,11 +428,7 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
     apply_stream_options(s.client, listener.cfg);
 
     if (listener.cfg.mode != config::listener_mode::reverse) {
-        bool opened = false;
-        {
-            opened = co_await open_forward_tunnel(s);
-        }
-        if (!opened) {
+        if (!co_await open_forward_tunnel(s)) {
             finish(s);
             co_return;
         }
@@ -439,10 +436,7 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
         co_return;
     }
     tcp::endpoint connected;
-    connect_result result;
-    {
-        result = co_await connect_upstream(listener, s.upstream, connected);
-    }
+    auto result = co_await connect_upstream(listener, s.upstream, connected);
     if (!s.terminating && !result.ok) {
         s.terminating = true;
         s.error = result.error;
