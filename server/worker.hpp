@@ -59,7 +59,9 @@ private:
     std::vector<std::unique_ptr<buffer_pool>> pools_;
     std::vector<std::unique_ptr<pipe_pool>> pipes_;
     session_list sessions_;
-    net::io_context context_{1};
+    // Only this thread touches its sockets and timers (others post to it), so the
+    // reactor's per-descriptor locking is switched off; posting stays locked.
+    net::io_context context_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     net::executor_work_guard<net::io_context::executor_type> guard_{context_.get_executor()};
     std::vector<std::unique_ptr<bound_acceptor>> acceptors_;
     std::thread thread_;
