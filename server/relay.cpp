@@ -3,6 +3,7 @@
 #include <netinet/tcp.h>
 
 #include <chrono>
+#include <utility>
 
 #include "common/log.hpp"
 #include "server/access_log.hpp"
@@ -79,26 +80,26 @@ void fail(session& s, direction d, const boost::system::error_code& ec) {
 
 void arm_watchdog(session& s);
 
-net::awaitable<void> on_eof(session& s, direction d) {
+// The source of d read as ended. Passes its FIN on; false when it was a reset
+// instead, which the caller passes on.
+bool pass_fin(session& s, direction d) {
     auto& source = source_of(s, d);
     // A read of 0 after an RST whose error a write already collected: the kernel
     // reports a closed socket, not a half-closed one. Once we have sent our own FIN
     // on this socket, CLOSE is the normal end (TIME_WAIT) and no write is left
     // that could have collected an error.
-    if (s.reset_seen[d] || (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE)) {
-        co_await pass_reset(s, d);
-        co_return;
-    }
+    if (s.reset_seen[d] || (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE)) return false;
     boost::system::error_code ignored;
     sink_of(s, d).shutdown(tcp::socket::shutdown_send, ignored);
     s.finished[d] = true;
     s.note_outcome({source_side(d), close_how::fin, d == to_upstream ? "client_fin" : "upstream_fin"});
     if (!s.first_fin) s.first_fin = source_side(d);
     update_state(s);
-    if (s.finished[opposite(d)]) co_return;
+    if (s.finished[opposite(d)]) return true;
     s.half_closed_since = clock::now();
     s.listener.metrics.half_closes[d]->Increment();
     arm_watchdog(s);  // the half-close deadline may be the nearest now
+    return true;
 }
 
 relay_deadline next_deadline(const session& s) {
@@ -266,18 +267,27 @@ enum class drained {
     over,         // the session is ending
 };
 
+// What the callback path already did with a wake before it handed over to
+// drain(): one read (and, if it brought bytes, counted them and one write).
+struct handover {
+    bool read = false;
+    std::size_t n = 0;
+    boost::system::error_code read_error;
+    boost::system::error_code write_error;
+};
+
 // One wake of a direction: bytes move until the source has no more for now. This
 // frame, with the channel, lives only while bytes move: an idle or finished
 // direction holds no buffer and no pipe.
 template <typename Channel>
-net::awaitable<drained> drain(session& s, direction d) {
+net::awaitable<drained> drain(session& s, direction d, Channel channel, handover h) {
     auto& source = source_of(s, d);
     auto& sink = sink_of(s, d);
-    Channel channel(s);
     if (!channel) co_return drained::copy_instead;
     for (;;) {
-        boost::system::error_code ec;
-        const std::size_t n = channel.read(source, ec);
+        const bool handed_over = std::exchange(h.read, false);
+        boost::system::error_code ec = handed_over ? h.read_error : boost::system::error_code();
+        const std::size_t n = handed_over ? h.n : channel.read(source, ec);
         if (would_block(ec)) co_return drained::more;
         if (Channel::splices && cannot_splice(ec)) co_return drained::copy_instead;
         if (ec == net::error::eof) co_return drained::eof;
@@ -289,22 +299,23 @@ net::awaitable<drained> drain(session& s, direction d) {
             fail(s, d, ec);
             co_return drained::over;
         }
-        s.bytes[d] += n;
-        s.touch();
-        // Written here while the sink takes them, which is the common case; the
-        // wait when it is full also watches the source for a reset.
+        if (!handed_over) {
+            s.bytes[d] += n;
+            s.touch();
+        }
+        // The wait when the sink is full also watches the source for a reset.
+        ec = handed_over ? h.write_error : boost::system::error_code();
         bool suspended = false;
         s.writing[d] = true;
-        while (channel.pending() > 0) {
-            const std::size_t written = channel.write(sink, ec);
-            if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+        for (;;) {
             if (would_block(ec)) {
                 ec = {};
                 suspended = true;
                 if (!co_await wait_for_sink(s, d)) break;  // the session is ending
-            } else if (ec) {
-                break;
             }
+            if (ec || channel.pending() == 0) break;
+            const std::size_t written = channel.write(sink, ec);
+            if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
         }
         s.writing[d] = false;
         if (s.terminating) co_return drained::over;
@@ -327,10 +338,12 @@ net::awaitable<drained> drain(session& s, direction d) {
 // The source of d sent its FIN: pass it on, then watch that source for a reset
 // until the other direction is over too.
 net::awaitable<void> finish_direction(session& s, direction d) {
-    co_await on_eof(s, d);
-    if (s.terminating) co_return;
+    if (!pass_fin(s, d)) {
+        co_await pass_reset(s, d);
+        co_return;
+    }
     if (s.finished[opposite(d)]) {
-        // Both FINs passed on: wake the other pump if it watches its source.
+        // Both FINs passed on: wake the other direction if it watches its source.
         boost::system::error_code ignored;
         sink_of(s, d).cancel(ignored);
         co_return;
@@ -338,44 +351,129 @@ net::awaitable<void> finish_direction(session& s, direction d) {
     co_await watch_finished_source(s, d);
 }
 
-// readable: the source has bytes (or news) already, do not wait for an edge first.
-template <typename Channel>
-net::awaitable<void> pump(session& s, direction d, bool readable = false) {
+// The fallback when a direction cannot splice: the copy relay, as one coroutine
+// to the end of that direction. readable: the source has news already.
+net::awaitable<void> copy_to_end(session& s, direction d) {
     auto& source = source_of(s, d);
-    for (;;) {
+    for (bool readable = true;; readable = false) {
         if (!readable) {
-            // No buffer or pipe is held while waiting: an idle connection costs no
-            // relay memory. The wait also ends on an error or a hang-up, so a reset
-            // is seen here too.
             auto [wait_error] = co_await source.async_wait(tcp::socket::wait_read, use_tuple);
             if (s.terminating || wait_error == net::error::operation_aborted) co_return;
         }
-        readable = false;
-        const drained outcome = co_await drain<Channel>(s, d);
+        const drained outcome = co_await drain<copy_channel>(s, d, copy_channel(s), {});
         if (outcome == drained::more) continue;
         if (outcome == drained::eof) co_await finish_direction(s, d);
-        if (outcome == drained::copy_instead) co_await pump<copy_channel>(s, d, true);
         co_return;
     }
 }
 
-// Both directions until both are over. One runs as a coroutine of its own, the
-// other in this frame: lighter than a parallel group, and neither cancels the
-// other (half-close!). A reset, an error or a timeout closes both sockets, which
-// ends whatever either direction still waits for.
+// Both directions of one session, kept in pump_both()'s frame until both are over.
+// An idle direction is one pending wait with a plain handler: no coroutine frame,
+// no buffer. A wake whose bytes the sink takes at once is handled right in that
+// handler; anything else (a full sink, a full read, a FIN, a reset, an error)
+// goes on in drain(), a coroutine for as long as it takes. Neither direction
+// cancels the other (half-close!); a reset, an error or a timeout closes both
+// sockets, which ends whatever either still waits for.
+struct relay_run {
+    relay_run(session& s_, const net::any_io_executor& executor) : s(s_), done(executor, clock::time_point::max()) {}
+    session& s;
+    net::steady_timer done;
+    int running = 2;
+    void direction_over() {
+        if (--running == 0) done.cancel();
+    }
+};
+
 template <typename Channel>
-net::awaitable<void> pump_both(session& s) {
-    const auto executor = co_await net::this_coro::executor;
-    net::steady_timer other_done(executor, clock::time_point::max());
-    bool other_running = true;
-    net::co_spawn(executor, pump<Channel>(s, to_client), [&](std::exception_ptr e) {
-        other_running = false;
-        other_done.cancel();
+void on_readable(relay_run& r, direction d, const boost::system::error_code& wait_error);
+
+template <typename Channel>
+void await_readable(relay_run& r, direction d) {
+    // The wait also ends on an error or a hang-up, so a reset is seen here too.
+    source_of(r.s, d).async_wait(tcp::socket::wait_read, [&r, d](const boost::system::error_code& ec) {
+        on_readable<Channel>(r, d, ec);
+    });
+}
+
+void run_to_end(relay_run& r, net::awaitable<void> rest) {
+    net::co_spawn(r.done.get_executor(), std::move(rest), [&r](std::exception_ptr e) {
+        r.direction_over();
         if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
     });
+}
+
+// finish_direction() without a coroutine for what needs no waiting: the FIN
+// passed on, and the other direction already over or watching for a reset.
+void end_of_source(relay_run& r, direction d) {
+    session& s = r.s;
+    if (!s.terminating && pass_fin(s, d) && s.finished[opposite(d)]) {
+        boost::system::error_code ignored;
+        sink_of(s, d).cancel(ignored);
+        r.direction_over();
+        return;
+    }
+    if (s.terminating) {
+        r.direction_over();
+        return;
+    }
+    run_to_end(r, s.finished[d] ? watch_finished_source(s, d) : pass_reset(s, d));
+}
+
+template <typename Channel>
+void after_drain(relay_run& r, direction d, drained outcome) {
+    switch (outcome) {
+        case drained::more: await_readable<Channel>(r, d); return;
+        case drained::eof: end_of_source(r, d); return;
+        case drained::copy_instead: run_to_end(r, copy_to_end(r.s, d)); return;
+        case drained::over: r.direction_over(); return;
+    }
+}
+
+template <typename Channel>
+void on_readable(relay_run& r, direction d, const boost::system::error_code& wait_error) {
+    session& s = r.s;
+    if (s.terminating || wait_error == net::error::operation_aborted) {
+        r.direction_over();
+        return;
+    }
+    Channel channel(s);
+    handover h;
+    if (channel) {
+        h.read = true;
+        h.n = channel.read(source_of(s, d), h.read_error);
+        if (would_block(h.read_error)) {
+            await_readable<Channel>(r, d);
+            return;
+        }
+        if (h.read_error == net::error::eof) {
+            end_of_source(r, d);
+            return;
+        }
+        if (!h.read_error) {
+            s.bytes[d] += h.n;
+            s.touch();
+            const std::size_t written = channel.write(sink_of(s, d), h.write_error);
+            if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+            if (!h.write_error && channel.pending() == 0 && h.n < channel.capacity()) {
+                await_readable<Channel>(r, d);
+                return;
+            }
+        }
+    }
+    net::co_spawn(r.done.get_executor(), drain<Channel>(s, d, std::move(channel), h),
+                  [&r, d](std::exception_ptr e, drained outcome) {
+                      if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
+                      after_drain<Channel>(r, d, outcome);
+                  });
+}
+
+template <typename Channel>
+net::awaitable<void> pump_both(session& s) {
+    relay_run r(s, co_await net::this_coro::executor);
     // The client's first bytes are usually there already: read before waiting.
-    co_await pump<Channel>(s, to_upstream, true);
-    if (other_running) co_await other_done.async_wait(use_tuple);
+    on_readable<Channel>(r, to_upstream, {});
+    await_readable<Channel>(r, to_client);
+    if (r.running > 0) co_await r.done.async_wait(use_tuple);
 }
 
 // The one place a session's end is accounted: counters, histograms, access log.
