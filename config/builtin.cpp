@@ -69,4 +69,18 @@ std::optional<listener_mode> parse_listener_mode(std::string_view text) noexcept
     return std::nullopt;
 }
 
+std::string_view to_string(relay_mode mode) noexcept {
+    switch (mode) {
+        case relay_mode::copy: return "copy";
+        case relay_mode::splice: return "splice";
+    }
+    return "unknown";
+}
+
+std::optional<relay_mode> parse_relay_mode(std::string_view text) noexcept {
+    for (auto mode : {relay_mode::copy, relay_mode::splice})
+        if (text == to_string(mode)) return mode;
+    return std::nullopt;
+}
+
 }  // namespace halfpipe::config

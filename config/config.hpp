@@ -52,6 +52,11 @@ struct upstream_config {
 // proxy, the client names its destination (HTTP CONNECT, SOCKS5), checked against `acl`.
 enum class listener_mode { reverse, connect, socks5 };
 
+// How bytes pass through halfpipe: copy (read into a pooled buffer, write out) or
+// splice (socket → kernel pipe → socket with splice(2), never through user space;
+// where the kernel cannot splice, the copy path takes over).
+enum class relay_mode { copy, splice };
+
 // One allow/deny rule of a forward listener's destination ACL; first match wins,
 // no match denies. Absent fields match anything; at least one is present.
 struct acl_rule {
@@ -91,7 +96,8 @@ struct listener_config {
     std::vector<host_port> bind;  // IP literals only (IPv4 or IPv6)
     upstream_config upstream;  // reverse mode only
     timeouts_config timeouts;
-    std::size_t buffer_size = 64 * 1024;  // per direction, borrowed only while bytes move
+    std::size_t buffer_size = 64 * 1024;  // per direction, borrowed only while bytes move (pipe size with splice)
+    relay_mode relay = relay_mode::copy;
     std::optional<std::size_t> max_connections;
     int backlog = 4096;
     bool tcp_nodelay = true;
@@ -133,6 +139,8 @@ config quick_forward_config(const std::string& listen, listener_mode mode);
 
 std::string_view to_string(listener_mode mode) noexcept;
 std::optional<listener_mode> parse_listener_mode(std::string_view text) noexcept;
+std::string_view to_string(relay_mode mode) noexcept;
+std::optional<relay_mode> parse_relay_mode(std::string_view text) noexcept;
 
 // Parsers shared by the loader and the command line; throw config_error on bad input.
 host_port parse_host_port(const std::string& text, bool require_ip_literal);

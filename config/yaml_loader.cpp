@@ -159,7 +159,7 @@ auth_config read_auth(const reader& r, const located& at, const std::filesystem:
 listener_config read_listener(const reader& r, const located& at, const std::vector<listener_config>& earlier,
                               bind_claims& claims, const std::filesystem::path& base_dir) {
     const auto m = r.map(at, {"name", "mode", "acl", "auth", "bind", "upstream", "timeouts", "buffer_size",
-                              "max_connections", "backlog", "tcp_nodelay", "keepalive", "linger"});
+                              "relay", "max_connections", "backlog", "tcp_nodelay", "keepalive", "linger"});
     listener_config listener;
     const auto name = m.require("name");
     listener.name = r.string(name, "a name");
@@ -191,6 +191,12 @@ listener_config read_listener(const reader& r, const located& at, const std::vec
     }
     if (auto f = m.find("timeouts")) listener.timeouts = read_timeouts(r, *f);
     if (auto f = m.find("buffer_size")) listener.buffer_size = r.size(*f, min_buffer_size, max_buffer_size);
+    if (auto f = m.find("relay")) {
+        auto text = r.string(*f, "copy or splice");
+        auto mode = parse_relay_mode(text);
+        if (!mode) r.fail(*f, "expected copy or splice, got \"" + text + "\"");
+        listener.relay = *mode;
+    }
     if (auto f = m.find("max_connections")) {
         if (r.is_off(*f))
             listener.max_connections = std::nullopt;

@@ -29,7 +29,8 @@ po::options_description describe() {
         ("connect-timeout", po::value<std::string>(), "upstream connect timeout, every listener")
         ("idle-timeout", po::value<std::string>(), "idle timeout (or off), every listener")
         ("half-close-timeout", po::value<std::string>(), "half-close timeout (or off), every listener")
-        ("max-connections", po::value<std::size_t>(), "max concurrent connections per listener");
+        ("max-connections", po::value<std::size_t>(), "max concurrent connections per listener")
+        ("relay", po::value<std::string>(), "how bytes pass, every listener: copy or splice (splice(2), zero-copy)");
     // clang-format on
     return options;
 }
@@ -72,11 +73,17 @@ void apply_overrides(const po::variables_map& vm, config::config& cfg) {
     if (vm.count("max-connections") && vm["max-connections"].as<std::size_t>() == 0)
         throw config::config_error("--max-connections: must be at least 1");
     if (vm.count("drain-timeout")) cfg.drain_timeout = *flag_duration(vm, "drain-timeout", false);
+    std::optional<config::relay_mode> relay;
+    if (vm.count("relay")) {
+        relay = config::parse_relay_mode(text(vm, "relay"));
+        if (!relay) throw config::config_error("--relay: expected copy or splice, got \"" + text(vm, "relay") + "\"");
+    }
     for (auto& l : cfg.listeners) {
         if (vm.count("connect-timeout")) l.timeouts.connect = *flag_duration(vm, "connect-timeout", false);
         if (vm.count("idle-timeout")) l.timeouts.idle = flag_duration(vm, "idle-timeout", true);
         if (vm.count("half-close-timeout")) l.timeouts.half_close = flag_duration(vm, "half-close-timeout", true);
         if (vm.count("max-connections")) l.max_connections = vm["max-connections"].as<std::size_t>();
+        if (relay) l.relay = *relay;
     }
 }
 

@@ -1,3 +1,4 @@
+#include <csignal>
 #include <exception>
 #include <boost/system/system_error.hpp>
 #include <system_error>
@@ -11,6 +12,9 @@ int main(int argc, char** argv) {
     auto cli = halfpipe::parse_cli(argc, argv);
     if (cli.what == halfpipe::cli_result::action::exit) return cli.exit_code;
 
+    // Asio sends with MSG_NOSIGNAL, but splice(2) into a socket has no such flag:
+    // a peer gone away must be an EPIPE to handle, not a signal that kills us.
+    std::signal(SIGPIPE, SIG_IGN);
     halfpipe::log::init();
     auto& log = halfpipe::log::get();
     auto fd_limit = halfpipe::raise_fd_limit();

@@ -3,11 +3,13 @@
 #include <netinet/tcp.h>
 
 #include <chrono>
+#include <utility>
 
 #include "common/log.hpp"
 #include "server/access_log.hpp"
 #include "server/deadlines.hpp"
 #include "server/forward_tunnel.hpp"
+#include "server/pipe_pool.hpp"
 #include "server/session.hpp"
 #include "server/socket_options.hpp"
 #include "server/upstream_connector.hpp"
@@ -76,140 +78,28 @@ void fail(session& s, direction d, const boost::system::error_code& ec) {
     s.terminate({source_side(d), close_how::error, "io_error"});
 }
 
-// A reset can arrive while nobody reads its socket: the direction it feeds is
-// blocked writing to a peer that does not read, or finished after a FIN. So each
-// socket is watched for errors for the whole session, and a reset is passed on
-// at once. SO_ERROR tells a reset from the normal end of a connection, which the
-// kernel also reports as a hang-up.
-bool cancelled(net::cancellation_state state) { return state.cancelled() != net::cancellation_type::none; }
+void arm_watchdog(session& s);
 
-// A cancellation that arrives while a coroutine is between two waits is only
-// recorded, not applied to the next wait: look at the record after every wait.
-net::awaitable<bool> wait(net::awaitable<std::tuple<boost::system::error_code>> operation) {
-    auto [ec] = co_await std::move(operation);
-    net::cancellation_state state = co_await net::this_coro::cancellation_state;
-    co_return !cancelled(state) && ec != net::error::operation_aborted;
-}
-
-net::awaitable<void> watch_for_reset(session& s, direction d) {
-    co_await net::this_coro::throw_if_cancelled(false);
-    auto& source = source_of(s, d);
-    net::steady_timer pause(co_await net::this_coro::executor);
-    auto park = [&]() -> net::awaitable<void> {
-        // Another part of the session is ending it, perhaps still flushing before a
-        // reset: returning now would cancel that, so wait to be cancelled instead.
-        net::cancellation_state state = co_await net::this_coro::cancellation_state;
-        if (cancelled(state)) co_return;
-        pause.expires_at(clock::time_point::max());
-        co_await wait(pause.async_wait(use_tuple));
-    };
-    for (;;) {
-        if (!co_await wait(source.async_wait(tcp::socket::wait_error, use_tuple))) co_return;
-        if (s.terminating) {
-            co_await park();
-            co_return;
-        }
-        const int error = take_socket_error(source);
-        if ((error == ECONNRESET || error == EPIPE) && s.finished[d]) {
-            co_await pass_reset(s, d);  // nothing left to read from that side
-            co_await park();
-            co_return;
-        }
-        if (error == ECONNRESET || error == EPIPE) {
-            // The pump still reads what the peer sent before its RST, then passes the
-            // reset on; if it is stuck writing to a peer that does not read, the
-            // reset goes on anyway once rst_flush is over.
-            s.reset_seen[d] = true;
-            s.reset_deadline = clock::now() + s.listener.cfg.timeouts.rst_flush;
-            pause.expires_at(s.reset_deadline);
-            if (!co_await wait(pause.async_wait(use_tuple))) co_return;
-            if (!s.terminating) co_await pass_reset(s, d, s.reset_deadline);
-            co_await park();
-            co_return;
-        }
-        if (error != 0) {
-            fail(s, d, boost::system::error_code(error, boost::system::system_category()));
-            co_await park();
-            co_return;
-        }
-        // A hang-up after both FINs, or urgent data: nothing to do, and the level
-        // stays set, so look again only after a pause instead of spinning.
-        pause.expires_after(50ms);
-        if (!co_await wait(pause.async_wait(use_tuple)) || s.terminating) {
-            co_await park();
-            co_return;
-        }
-    }
-}
-
-net::awaitable<void> on_eof(session& s, direction d) {
+// The source of d read as ended. Passes its FIN on; false when it was a reset
+// instead, which the caller passes on.
+bool pass_fin(session& s, direction d) {
     auto& source = source_of(s, d);
     // A read of 0 after an RST whose error a write already collected: the kernel
     // reports a closed socket, not a half-closed one. Once we have sent our own FIN
     // on this socket, CLOSE is the normal end (TIME_WAIT) and no write is left
     // that could have collected an error.
-    if (s.reset_seen[d] || (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE)) {
-        co_await pass_reset(s, d);
-        co_return;
-    }
+    if (s.reset_seen[d] || (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE)) return false;
     boost::system::error_code ignored;
     sink_of(s, d).shutdown(tcp::socket::shutdown_send, ignored);
     s.finished[d] = true;
     s.note_outcome({source_side(d), close_how::fin, d == to_upstream ? "client_fin" : "upstream_fin"});
     if (!s.first_fin) s.first_fin = source_side(d);
     update_state(s);
-    if (s.finished[opposite(d)]) co_return;
+    if (s.finished[opposite(d)]) return true;
     s.half_closed_since = clock::now();
     s.listener.metrics.half_closes[d]->Increment();
-    s.poke_watchdog();
-}
-
-net::awaitable<void> pump(session& s, direction d) {
-    co_await net::this_coro::throw_if_cancelled(false);
-    auto& source = source_of(s, d);
-    auto& sink = sink_of(s, d);
-    auto& pool = s.owner.pool(s.listener);
-    for (;;) {
-        // No buffer is held while waiting: an idle connection costs no relay memory.
-        auto [wait_error] = co_await source.async_wait(tcp::socket::wait_read, use_tuple);
-        if (s.terminating || wait_error == net::error::operation_aborted) co_return;
-        auto lease = pool.borrow();
-        auto buffer = lease.bytes();
-        for (;;) {
-            boost::system::error_code ec;
-            std::size_t n = source.read_some(net::buffer(buffer.data(), buffer.size()), ec);
-            if (ec == net::error::would_block || ec == net::error::try_again) break;
-            if (ec == net::error::eof) {
-                co_await on_eof(s, d);
-                co_return;
-            }
-            if (is_peer_reset(ec)) {
-                co_await pass_reset(s, d);
-                co_return;
-            }
-            if (ec) {
-                fail(s, d, ec);
-                co_return;
-            }
-            s.bytes[d] += n;
-            s.touch();
-            s.writing[d] = true;
-            auto [write_error, written] = co_await net::async_write(sink, net::buffer(buffer.data(), n), use_tuple);
-            s.writing[d] = false;
-            s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
-            if (s.terminating) co_return;
-            if (is_peer_reset(write_error)) {
-                // The sink's peer reset: that is the source of the other direction.
-                co_await pass_reset(s, opposite(d));
-                co_return;
-            }
-            if (write_error) {
-                fail(s, opposite(d), write_error);
-                co_return;
-            }
-            s.touch();
-        }
-    }
+    arm_watchdog(s);  // the half-close deadline may be the nearest now
+    return true;
 }
 
 relay_deadline next_deadline(const session& s) {
@@ -217,26 +107,373 @@ relay_deadline next_deadline(const session& s) {
     return halfpipe::next_deadline(s.listener.cfg.timeouts, {s.started, s.last_activity, s.half_closed_since});
 }
 
-// Activity only stamps a time; the watchdog sleeps until the nearest deadline
-// and re-checks, so the relay's hot path never touches a timer.
-net::awaitable<void> watchdog(session& s) {
-    co_await net::this_coro::throw_if_cancelled(false);
-    net::steady_timer timer(co_await net::this_coro::executor);
-    s.watchdog_timer = &timer;
+// Activity only stamps a time; the watchdog sleeps until the nearest deadline and
+// re-checks, so the relay's hot path never touches a timer. A plain handler on the
+// session's timer, not a coroutine: an idle connection carries no frame for it.
+// The session outlives every handler it arms (see stop_watchdog), so the handler
+// may always look at it.
+void arm_watchdog(session& s) {
+    const auto next = next_deadline(s);
+    if (next.when == clock::time_point::max()) return;
+    s.watchdog.expires_at(next.when);  // cancels the wait armed before, if any
+    ++s.watchdog_waits;
+    s.watchdog.async_wait([&s](const boost::system::error_code& ec) {
+        --s.watchdog_waits;
+        if (ec || s.terminating) return;  // re-armed or stopped
+        const auto due = next_deadline(s);
+        if (due.when <= clock::now())
+            s.terminate({initiator::proxy, close_how::timeout, due.reason});
+        else
+            arm_watchdog(s);
+    });
+}
+
+net::awaitable<void> stop_watchdog(session& s) {
+    s.watchdog.cancel();
+    // A cancelled (or already expired) wait still runs its handler, which needs the session.
+    while (s.watchdog_waits > 0) co_await net::post(co_await net::this_coro::executor, net::use_awaitable);
+}
+
+// The sink is full. Meanwhile a reset can arrive from the source, and nobody
+// reads the source while its pump is stuck: so the source is watched for errors
+// in the same wait. After a reset the bytes it sent before still leave, until
+// rst_flush is over; then the reset is passed on anyway. False: the pump stops.
+net::awaitable<bool> wait_for_sink(session& s, direction d) {
+    auto& source = source_of(s, d);
+    auto& sink = sink_of(s, d);
+    if (s.reset_seen[d]) {
+        net::steady_timer flush_deadline(co_await net::this_coro::executor, s.reset_deadline);
+        auto result = co_await (sink.async_wait(tcp::socket::wait_write, use_tuple) ||
+                                flush_deadline.async_wait(use_tuple));
+        if (s.terminating) co_return false;
+        if (result.index() == 1) {
+            co_await pass_reset(s, d, s.reset_deadline);
+            co_return false;
+        }
+        co_return true;
+    }
+    auto result = co_await (sink.async_wait(tcp::socket::wait_write, use_tuple) ||
+                            source.async_wait(tcp::socket::wait_error, use_tuple));
+    if (s.terminating) co_return false;
+    if (result.index() == 0) co_return true;
+    // SO_ERROR tells a reset from the other events the kernel reports as errors.
+    const int error = take_socket_error(source);
+    if (error == ECONNRESET || error == EPIPE) {
+        s.reset_seen[d] = true;
+        s.reset_deadline = clock::now() + s.listener.cfg.timeouts.rst_flush;
+    } else if (error != 0) {
+        fail(s, d, boost::system::error_code(error, boost::system::system_category()));
+        co_return false;
+    }
+    co_return true;
+}
+
+// After its FIN nobody reads the source, yet it can still reset, which must be
+// passed on at once. Ends when the other direction finishes too (it cancels the
+// wait) or the session ends.
+net::awaitable<void> watch_finished_source(session& s, direction d) {
+    auto& source = source_of(s, d);
     for (;;) {
-        auto next = next_deadline(s);
-        if (next.when <= clock::now()) {
-            s.watchdog_timer = nullptr;
-            s.terminate({initiator::proxy, close_how::timeout, next.reason});
+        auto [ec] = co_await source.async_wait(tcp::socket::wait_error, use_tuple);
+        if (ec || s.terminating || s.finished[opposite(d)]) co_return;
+        const int error = take_socket_error(source);
+        if (error == ECONNRESET || error == EPIPE) {
+            co_await pass_reset(s, d);
             co_return;
         }
-        timer.expires_at(next.when);
-        auto [ec] = co_await timer.async_wait(use_tuple);
-        auto cancelled = (co_await net::this_coro::cancellation_state).cancelled();
-        if (cancelled != net::cancellation_type::none || (ec && !s.watchdog_rearm)) break;
-        s.watchdog_rearm = false;
+        if (error != 0) {
+            fail(s, d, boost::system::error_code(error, boost::system::system_category()));
+            co_return;
+        }
+        // Urgent data: edge-triggered, so the next wait only wakes on a new event.
     }
-    s.watchdog_timer = nullptr;
+}
+
+// Bytes move from a source to a sink through a channel borrowed for as long as
+// they move: a pooled buffer (copy), or a kernel pipe that splice(2) fills and
+// drains without copying the bytes through user space.
+class copy_channel {
+public:
+    static constexpr bool splices = false;
+    explicit copy_channel(session& s) : lease_(s.owner.pool(s.listener).borrow()) {}
+    explicit operator bool() const noexcept { return true; }
+
+    std::size_t read(tcp::socket& source, boost::system::error_code& ec) {
+        auto buffer = lease_.bytes();
+        offset_ = 0;
+        pending_ = source.read_some(net::buffer(buffer.data(), buffer.size()), ec);
+        return pending_;
+    }
+    std::size_t write(tcp::socket& sink, boost::system::error_code& ec) {
+        const std::size_t n = sink.write_some(net::buffer(lease_.bytes().data() + offset_, pending_), ec);
+        offset_ += n;
+        pending_ -= n;
+        return n;
+    }
+    std::size_t pending() const noexcept { return pending_; }
+    std::size_t capacity() const noexcept { return lease_.bytes().size(); }
+
+private:
+    buffer_pool::lease lease_;
+    std::size_t offset_ = 0;
+    std::size_t pending_ = 0;
+};
+
+class splice_channel {
+public:
+    static constexpr bool splices = true;
+    explicit splice_channel(session& s) : pool_(&s.owner.pipes(s.listener)), lease_(pool_->borrow()) {}
+    // False when the kernel would not make a pipe (out of descriptors).
+    explicit operator bool() const noexcept { return static_cast<bool>(lease_); }
+
+    std::size_t read(tcp::socket& source, boost::system::error_code& ec) {
+        const auto n = splice_from_socket(source.native_handle(), lease_.pipe(), pool_->capacity());
+        if (n == 0) ec = net::error::eof;
+        lease_.pending = moved(n, ec);
+        return lease_.pending;
+    }
+    std::size_t write(tcp::socket& sink, boost::system::error_code& ec) {
+        const auto n = moved(splice_to_socket(lease_.pipe(), sink.native_handle(), lease_.pending), ec);
+        lease_.pending -= n;
+        return n;
+    }
+    std::size_t pending() const noexcept { return lease_.pending; }
+    std::size_t capacity() const noexcept { return pool_->capacity(); }
+
+private:
+    static std::size_t moved(ssize_t n, boost::system::error_code& ec) {
+        if (n >= 0) return static_cast<std::size_t>(n);
+        ec.assign(static_cast<int>(-n), boost::system::system_category());
+        return 0;
+    }
+    pipe_pool* pool_;
+    pipe_pool::lease lease_;
+};
+
+bool would_block(const boost::system::error_code& ec) {
+    return ec == net::error::would_block || ec == net::error::try_again;
+}
+
+// splice(2) refuses sockets it cannot handle, and kernels without it refuse the call.
+bool cannot_splice(const boost::system::error_code& ec) {
+    return ec == boost::system::errc::invalid_argument || ec == boost::system::errc::function_not_supported;
+}
+
+// How one wake of a direction ended.
+enum class drained {
+    more,         // the source has nothing more for now: wait for it again
+    eof,          // the source sent its FIN
+    copy_instead,  // the kernel cannot splice this socket, or made no pipe; nothing was taken
+    over,         // the session is ending
+};
+
+// What the callback path already did with a wake before it handed over to
+// drain(): one read (and, if it brought bytes, counted them and one write).
+struct handover {
+    bool read = false;
+    std::size_t n = 0;
+    boost::system::error_code read_error;
+    boost::system::error_code write_error;
+};
+
+// One wake of a direction: bytes move until the source has no more for now. This
+// frame, with the channel, lives only while bytes move: an idle or finished
+// direction holds no buffer and no pipe.
+template <typename Channel>
+net::awaitable<drained> drain(session& s, direction d, Channel channel, handover h) {
+    auto& source = source_of(s, d);
+    auto& sink = sink_of(s, d);
+    if (!channel) co_return drained::copy_instead;
+    for (;;) {
+        const bool handed_over = std::exchange(h.read, false);
+        boost::system::error_code ec = handed_over ? h.read_error : boost::system::error_code();
+        const std::size_t n = handed_over ? h.n : channel.read(source, ec);
+        if (would_block(ec)) co_return drained::more;
+        if (Channel::splices && cannot_splice(ec)) co_return drained::copy_instead;
+        if (ec == net::error::eof) co_return drained::eof;
+        if (is_peer_reset(ec)) {
+            co_await pass_reset(s, d);
+            co_return drained::over;
+        }
+        if (ec) {
+            fail(s, d, ec);
+            co_return drained::over;
+        }
+        if (!handed_over) {
+            s.bytes[d] += n;
+            s.touch();
+        }
+        // The wait when the sink is full also watches the source for a reset.
+        ec = handed_over ? h.write_error : boost::system::error_code();
+        bool suspended = false;
+        s.writing[d] = true;
+        for (;;) {
+            if (would_block(ec)) {
+                ec = {};
+                suspended = true;
+                if (!co_await wait_for_sink(s, d)) break;  // the session is ending
+            }
+            if (ec || channel.pending() == 0) break;
+            const std::size_t written = channel.write(sink, ec);
+            if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+        }
+        s.writing[d] = false;
+        if (s.terminating) co_return drained::over;
+        if (is_peer_reset(ec)) {
+            // The sink's peer reset: that is the source of the other direction.
+            co_await pass_reset(s, opposite(d));
+            co_return drained::over;
+        }
+        if (ec) {
+            fail(s, opposite(d), ec);
+            co_return drained::over;
+        }
+        if (suspended) s.touch();
+        // A short read emptied the source: skip the read that would only say so.
+        // The next wait re-arms epoll, which reports what is already there.
+        if (n < channel.capacity()) co_return drained::more;
+    }
+}
+
+// The source of d sent its FIN: pass it on, then watch that source for a reset
+// until the other direction is over too.
+net::awaitable<void> finish_direction(session& s, direction d) {
+    if (!pass_fin(s, d)) {
+        co_await pass_reset(s, d);
+        co_return;
+    }
+    if (s.finished[opposite(d)]) {
+        // Both FINs passed on: wake the other direction if it watches its source.
+        boost::system::error_code ignored;
+        sink_of(s, d).cancel(ignored);
+        co_return;
+    }
+    co_await watch_finished_source(s, d);
+}
+
+// The fallback when a direction cannot splice: the copy relay, as one coroutine
+// to the end of that direction. readable: the source has news already.
+net::awaitable<void> copy_to_end(session& s, direction d) {
+    auto& source = source_of(s, d);
+    for (bool readable = true;; readable = false) {
+        if (!readable) {
+            auto [wait_error] = co_await source.async_wait(tcp::socket::wait_read, use_tuple);
+            if (s.terminating || wait_error == net::error::operation_aborted) co_return;
+        }
+        const drained outcome = co_await drain<copy_channel>(s, d, copy_channel(s), {});
+        if (outcome == drained::more) continue;
+        if (outcome == drained::eof) co_await finish_direction(s, d);
+        co_return;
+    }
+}
+
+// Both directions of one session, kept in pump_both()'s frame until both are over.
+// An idle direction is one pending wait with a plain handler: no coroutine frame,
+// no buffer. A wake whose bytes the sink takes at once is handled right in that
+// handler; anything else (a full sink, a full read, a FIN, a reset, an error)
+// goes on in drain(), a coroutine for as long as it takes. Neither direction
+// cancels the other (half-close!); a reset, an error or a timeout closes both
+// sockets, which ends whatever either still waits for.
+struct relay_run {
+    relay_run(session& s_, const net::any_io_executor& executor) : s(s_), done(executor, clock::time_point::max()) {}
+    session& s;
+    net::steady_timer done;
+    int running = 2;
+    void direction_over() {
+        if (--running == 0) done.cancel();
+    }
+};
+
+template <typename Channel>
+void on_readable(relay_run& r, direction d, const boost::system::error_code& wait_error);
+
+template <typename Channel>
+void await_readable(relay_run& r, direction d) {
+    // The wait also ends on an error or a hang-up, so a reset is seen here too.
+    source_of(r.s, d).async_wait(tcp::socket::wait_read, [&r, d](const boost::system::error_code& ec) {
+        on_readable<Channel>(r, d, ec);
+    });
+}
+
+void run_to_end(relay_run& r, net::awaitable<void> rest) {
+    net::co_spawn(r.done.get_executor(), std::move(rest), [&r](std::exception_ptr e) {
+        r.direction_over();
+        if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
+    });
+}
+
+// finish_direction() without a coroutine for what needs no waiting: the FIN
+// passed on, and the other direction already over or watching for a reset.
+void end_of_source(relay_run& r, direction d) {
+    session& s = r.s;
+    if (!s.terminating && pass_fin(s, d) && s.finished[opposite(d)]) {
+        boost::system::error_code ignored;
+        sink_of(s, d).cancel(ignored);
+        r.direction_over();
+        return;
+    }
+    if (s.terminating) {
+        r.direction_over();
+        return;
+    }
+    run_to_end(r, s.finished[d] ? watch_finished_source(s, d) : pass_reset(s, d));
+}
+
+template <typename Channel>
+void after_drain(relay_run& r, direction d, drained outcome) {
+    switch (outcome) {
+        case drained::more: await_readable<Channel>(r, d); return;
+        case drained::eof: end_of_source(r, d); return;
+        case drained::copy_instead: run_to_end(r, copy_to_end(r.s, d)); return;
+        case drained::over: r.direction_over(); return;
+    }
+}
+
+template <typename Channel>
+void on_readable(relay_run& r, direction d, const boost::system::error_code& wait_error) {
+    session& s = r.s;
+    if (s.terminating || wait_error == net::error::operation_aborted) {
+        r.direction_over();
+        return;
+    }
+    Channel channel(s);
+    handover h;
+    if (channel) {
+        h.read = true;
+        h.n = channel.read(source_of(s, d), h.read_error);
+        if (would_block(h.read_error)) {
+            await_readable<Channel>(r, d);
+            return;
+        }
+        if (h.read_error == net::error::eof) {
+            end_of_source(r, d);
+            return;
+        }
+        if (!h.read_error) {
+            s.bytes[d] += h.n;
+            s.touch();
+            const std::size_t written = channel.write(sink_of(s, d), h.write_error);
+            if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+            if (!h.write_error && channel.pending() == 0 && h.n < channel.capacity()) {
+                await_readable<Channel>(r, d);
+                return;
+            }
+        }
+    }
+    net::co_spawn(r.done.get_executor(), drain<Channel>(s, d, std::move(channel), h),
+                  [&r, d](std::exception_ptr e, drained outcome) {
+                      if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
+                      after_drain<Channel>(r, d, outcome);
+                  });
+}
+
+template <typename Channel>
+net::awaitable<void> pump_both(session& s) {
+    relay_run r(s, co_await net::this_coro::executor);
+    // The client's first bytes are usually there already: read before waiting.
+    on_readable<Channel>(r, to_upstream, {});
+    await_readable<Channel>(r, to_client);
+    if (r.running > 0) co_await r.done.async_wait(use_tuple);
 }
 
 // The one place a session's end is accounted: counters, histograms, access log.
@@ -256,11 +493,13 @@ net::awaitable<void> relay(session& s) {
     apply_stream_options(s.upstream, s.listener.cfg);
     s.touch();
     update_state(s);
+    arm_watchdog(s);
 
-    // The pumps end together (both FINs) or through a reset or a timeout, each of
-    // which closes both sockets; whichever of the others is still waiting is cancelled.
-    co_await ((pump(s, to_upstream) && pump(s, to_client)) || watch_for_reset(s, to_upstream) ||
-              watch_for_reset(s, to_client) || watchdog(s));
+    if (s.listener.cfg.relay == config::relay_mode::splice)
+        co_await pump_both<splice_channel>(s);
+    else
+        co_await pump_both<copy_channel>(s);
+    co_await stop_watchdog(s);
 
     if (!s.terminating) {
         // Both FINs passed on and every byte written: each socket is shut both ways.
@@ -278,10 +517,11 @@ struct live_count_guard {
 
 }  // namespace
 
-net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp::socket client) {
+net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp::socket client,
+                                 tcp::endpoint client_endpoint) {
     // The accept loop counted this connection in before spawning us.
     live_count_guard counted{listener.live};
-    session s(owner.next_session_id(), owner, listener, std::move(client));
+    session s(owner.next_session_id(), owner, listener, std::move(client), client_endpoint);
     owner.sessions().push_back(s);
     apply_stream_options(s.client, listener.cfg);
 

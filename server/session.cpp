@@ -16,16 +16,17 @@ std::string_view to_string(relay_state state) noexcept {
     return "unknown";
 }
 
-session::session(std::uint64_t id_, worker& owner_, listener_runtime& listener_, tcp::socket client_)
+session::session(std::uint64_t id_, worker& owner_, listener_runtime& listener_, tcp::socket client_,
+                 const tcp::endpoint& client_endpoint_)
     : id(id_),
       owner(owner_),
       listener(listener_),
       client(std::move(client_)),
       upstream(client.get_executor()),
+      client_endpoint(client_endpoint_),
       started(clock::now()),
-      last_activity(started) {
-    boost::system::error_code ignored;
-    client_endpoint = client.remote_endpoint(ignored);
+      last_activity(started),
+      watchdog(client.get_executor()) {
     listener.metrics.state_change(std::nullopt, state);
 }
 

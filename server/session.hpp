@@ -28,7 +28,8 @@ using session_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mod
 struct session : session_hook {
     using clock = std::chrono::steady_clock;
 
-    session(std::uint64_t id, worker& owner, listener_runtime& listener, tcp::socket client);
+    session(std::uint64_t id, worker& owner, listener_runtime& listener, tcp::socket client,
+            const tcp::endpoint& client_endpoint);
     ~session();
     session(const session&) = delete;
     session& operator=(const session&) = delete;
@@ -56,15 +57,10 @@ struct session : session_hook {
     relay_state state = relay_state::connecting;  // change through set_state: it keeps the gauges
     std::optional<close_outcome> outcome;  // the first close, who and how
     bool terminating = false;             // set once; every await checks it
-    // The watchdog sleeps until the nearest deadline; a first FIN brings the
-    // half-close deadline forward, so the relay wakes it to recompute.
-    net::steady_timer* watchdog_timer = nullptr;
-    bool watchdog_rearm = false;
-    void poke_watchdog() noexcept {
-        if (!watchdog_timer) return;
-        watchdog_rearm = true;
-        watchdog_timer->cancel();
-    }
+    // Sleeps until the nearest idle, half-close or lifetime deadline; armed by the
+    // relay, which waits for its last handler before the session goes.
+    net::steady_timer watchdog;
+    std::uint32_t watchdog_waits = 0;  // handlers armed and not yet run
 
     void touch() noexcept { last_activity = clock::now(); }
     void set_state(relay_state next) noexcept;

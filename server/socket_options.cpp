@@ -50,7 +50,7 @@ void apply_stream_options(tcp::socket& socket, const config::listener_config& cf
         set_int(socket, IPPROTO_TCP, TCP_KEEPCNT, cfg.keepalive->probes);
     }
     // The relay reads with a non-blocking read_some after waiting for readability.
-    socket.non_blocking(true, ignored);
+    if (!socket.non_blocking()) socket.non_blocking(true, ignored);
 }
 
 void set_bind_address_no_port(tcp::socket& socket) noexcept {

@@ -20,11 +20,8 @@ std::string_view classify(const boost::system::error_code& ec) {
     return "connect_error";
 }
 
-net::awaitable<std::vector<tcp::endpoint>> resolve(listener_runtime& listener, const upstream_target& target,
-                                                   net::steady_timer& deadline, boost::system::error_code& error) {
-    const auto& configured = listener.cfg.upstream.address;
-    if (!listener.upstream_literal.empty() && target.host == configured.host && target.port == configured.port)
-        co_return listener.upstream_literal;
+net::awaitable<std::vector<tcp::endpoint>> resolve(const upstream_target& target, net::steady_timer& deadline,
+                                                   boost::system::error_code& error) {
     std::vector<tcp::endpoint> endpoints;
     boost::system::error_code not_literal;
     auto literal = net::ip::make_address(target.host, not_literal);
@@ -45,6 +42,26 @@ net::awaitable<std::vector<tcp::endpoint>> resolve(listener_runtime& listener, c
     co_return endpoints;
 }
 
+// The connect, cut off when `deadline` expires: a plain handler on the timer
+// cancels it, which is lighter than racing two coroutines in a parallel group.
+net::awaitable<boost::system::error_code> connect_before(tcp::socket& socket, const tcp::endpoint& endpoint,
+                                                         net::steady_timer& deadline) {
+    net::cancellation_signal cut_off;
+    bool expired = false;
+    deadline.async_wait([&](const boost::system::error_code& ec) {
+        if (ec) return;
+        expired = true;
+        cut_off.emit(net::cancellation_type::terminal);
+    });
+    auto [ec] = co_await socket.async_connect(endpoint, net::bind_cancellation_slot(cut_off.slot(), use_tuple));
+    // The handler refers to this frame: let it run (cancelled, or expired just
+    // now) before the frame goes.
+    deadline.cancel();
+    co_await net::post(co_await net::this_coro::executor, net::use_awaitable);
+    if (expired) co_return net::error::timed_out;
+    co_return ec;
+}
+
 }  // namespace
 
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp::socket& socket,
@@ -60,12 +77,21 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, cons
                                                 tcp::socket& socket, tcp::endpoint& connected_to,
                                                 const endpoint_filter& allowed) {
     net::steady_timer deadline(co_await net::this_coro::executor, listener.cfg.timeouts.connect);
-    boost::system::error_code resolve_error;
-    auto endpoints = co_await resolve(listener, target, deadline, resolve_error);
-    if (endpoints.empty()) {
-        if (resolve_error == net::error::timed_out) co_return connect_result{false, "connect_timeout", resolve_error};
-        co_return connect_result{false, "resolve_failed", resolve_error};
+    // The configured upstream given as an IP literal: its address is known already.
+    const auto& configured = listener.cfg.upstream.address;
+    const bool known = !listener.upstream_literal.empty() && target.host == configured.host &&
+                       target.port == configured.port;
+    std::vector<tcp::endpoint> resolved;
+    if (!known) {
+        boost::system::error_code resolve_error;
+        resolved = co_await resolve(target, deadline, resolve_error);
+        if (resolved.empty()) {
+            if (resolve_error == net::error::timed_out)
+                co_return connect_result{false, "connect_timeout", resolve_error};
+            co_return connect_result{false, "resolve_failed", resolve_error};
+        }
     }
+    const auto& endpoints = known ? listener.upstream_literal : resolved;
     // A name is only as allowed as every address it resolves to: no DNS-rebinding bypass.
     if (allowed)
         for (const auto& endpoint : endpoints)
@@ -81,6 +107,9 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, cons
             last_error = ec;
             continue;
         }
+        // Now, so that the connect does not switch it on with a syscall of its own
+        // and the relay later with another.
+        socket.non_blocking(true, ec);
         if (listener.source_address) {
             if (listener.source_address->is_v6() != endpoint.address().is_v6()) continue;
             set_bind_address_no_port(socket);
@@ -90,9 +119,9 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, cons
                 continue;
             }
         }
-        auto result = co_await (socket.async_connect(endpoint, use_tuple) || deadline.async_wait(use_tuple));
-        if (result.index() == 1) co_return connect_result{false, "connect_timeout", net::error::timed_out};
-        auto [connect_error] = std::get<0>(result);
+        const auto connect_error = co_await connect_before(socket, endpoint, deadline);
+        if (connect_error == net::error::timed_out)
+            co_return connect_result{false, "connect_timeout", net::error::timed_out};
         // ECONNRESET here means the upstream accepted and reset before we looked:
         // what it sent first is still queued, and the relay passes it on, then the reset.
         if (!connect_error || connect_error == net::error::connection_reset) {

@@ -12,12 +12,17 @@ namespace halfpipe {
 namespace {
 // Enough to absorb a burst without returning memory to malloc on every connection.
 constexpr std::size_t max_idle_buffers = 64;
+// Each idle pipe holds two descriptors: keep fewer.
+constexpr std::size_t max_idle_pipes = 16;
 }  // namespace
 
 worker::worker(std::size_t index, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
                std::atomic<std::uint64_t>& session_ids, bool access_log)
     : index_(index), session_ids_(session_ids), access_log_(access_log) {
-    for (const auto& l : listeners) pools_.push_back(std::make_unique<buffer_pool>(l->cfg.buffer_size, max_idle_buffers));
+    for (const auto& l : listeners) {
+        pools_.push_back(std::make_unique<buffer_pool>(l->cfg.buffer_size, max_idle_buffers));
+        pipes_.push_back(std::make_unique<pipe_pool>(l->cfg.buffer_size, max_idle_pipes));
+    }
 }
 
 void worker::add_acceptor(listener_runtime& listener, tcp::acceptor acceptor) {

@@ -10,6 +10,7 @@
 #include "common/close_outcome.hpp"
 #include "common/net.hpp"
 #include "server/buffer_pool.hpp"
+#include "server/pipe_pool.hpp"
 #include "server/listener_runtime.hpp"
 #include "server/session.hpp"
 #include "server/session_snapshot.hpp"
@@ -39,6 +40,7 @@ public:
     net::awaitable<bool> close_session(std::uint64_t id, close_kind how);
 
     buffer_pool& pool(const listener_runtime& listener) { return *pools_[listener.index]; }
+    pipe_pool& pipes(const listener_runtime& listener) { return *pipes_[listener.index]; }
     session_list& sessions() noexcept { return sessions_; }
     std::uint64_t next_session_id() noexcept { return session_ids_.fetch_add(1, std::memory_order_relaxed) + 1; }
     bool access_log() const noexcept { return access_log_; }
@@ -55,8 +57,11 @@ private:
     // Declared before the context: destroying the context destroys suspended
     // sessions, which still give buffers back and unlink themselves.
     std::vector<std::unique_ptr<buffer_pool>> pools_;
+    std::vector<std::unique_ptr<pipe_pool>> pipes_;
     session_list sessions_;
-    net::io_context context_{1};
+    // Only this thread touches its sockets and timers (others post to it), so the
+    // reactor's per-descriptor locking is switched off; posting stays locked.
+    net::io_context context_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     net::executor_work_guard<net::io_context::executor_type> guard_{context_.get_executor()};
     std::vector<std::unique_ptr<bound_acceptor>> acceptors_;
     std::thread thread_;

@@ -9,7 +9,8 @@ templates in tests/bench/conf/. Tests, interleaved and rotated per repetition
 (A B C D E, then B C D E A, ...):
   - wrk keep-alive, -t1 -c{CONCS} --latency: req/s, p50, p99, CPU us/request of the proxy
   - wrk with 'Connection: close': req/s, socket errors, new TIME_WAIT sockets by side
-  - iperf3 -t IPERF_SECONDS: throughput (HAProxy also with option splice-auto)
+  - iperf3 -t IPERF_SECONDS: throughput (HAProxy also with option splice-auto, halfpipe
+    also with relay: splice)
   - memory: PSS/RSS growth of the proxy per idle relayed connection (MEM_CONNS of them)
 Writes results/latest.{md,json,png}.
 """
@@ -49,6 +50,7 @@ PIDFILE = os.path.join(WORK, "pids")
 
 PROXIES = ["halfpipe", "haproxy", "nginx", "socat"]
 TARGETS = ["direct"] + PROXIES
+SPLICE_TARGETS = ["haproxy-splice", "halfpipe-splice"]  # iperf3 only
 
 
 def log(*a):
@@ -250,7 +252,7 @@ class Bench:
         open(PIDFILE, "w").close()
         names = (["backend_" + t for t in TARGETS] + ["iperf"]
                  + ["%s_http" % p for p in PROXIES] + ["%s_iperf" % p for p in PROXIES]
-                 + ["haproxy_iperf_splice"])
+                 + ["haproxy_iperf_splice", "halfpipe_iperf_splice"])
         self.port = dict(zip(names, free_ports(len(names))))
         P = self.port
         listens = "\n".join("        listen 127.0.0.1:%d;" % P["backend_" + t] for t in TARGETS)
@@ -269,13 +271,14 @@ class Bench:
         for p in PROXIES:
             vals = {"WORK": WORK, "HTTP_PORT": P[p + "_http"], "BACKEND_PORT": P["backend_" + p],
                     "IPERF_PROXY_PORT": P[p + "_iperf"], "IPERF_PORT": P["iperf"],
-                    "IPERF_SPLICE_PORT": P["haproxy_iperf_splice"]}
+                    "IPERF_SPLICE_PORT": P[p + "_iperf_splice"] if p + "_iperf_splice" in P else 0}
             self.http_port[p] = P[p + "_http"]
             self.iperf_port[p] = P[p + "_iperf"]
             if p == "halfpipe":
                 cfg = render("halfpipe.yaml.tmpl", "halfpipe.yaml", vals)
                 procs = [self.procs.start("halfpipe", [HALFPIPE, "--config", cfg,
                                                        "--workers", "1", "--admin", "off"])]
+                self.iperf_port["halfpipe-splice"] = P["halfpipe_iperf_splice"]
             elif p == "haproxy":
                 cfg = render("haproxy.cfg.tmpl", "haproxy.cfg", vals)
                 procs = [self.procs.start("haproxy", ["haproxy", "-db", "-f", cfg])]
@@ -294,8 +297,9 @@ class Bench:
             self.pid[p] = procs[0].pid  # the process tree relaying HTTP
             wait_port(P[p + "_http"], procs[0])
             wait_port(P[p + "_iperf"], procs[-1])
-        if "haproxy-splice" in self.iperf_port:
-            wait_port(self.iperf_port["haproxy-splice"], None)
+        for t in SPLICE_TARGETS:
+            if t in self.iperf_port:
+                wait_port(self.iperf_port[t], None)
         # the readiness probes above left TIME_WAIT/closed sockets; let them be
         time.sleep(0.5)
         log("servers up:", json.dumps(P))
@@ -398,7 +402,7 @@ class Bench:
                 for close in (False, True):
                     for t in order:
                         self.wrk(rep, t, conc, close)
-            iorder = TARGETS + ["haproxy-splice"]
+            iorder = TARGETS + SPLICE_TARGETS
             k = rep % len(iorder)
             for t in iorder[k:] + iorder[:k]:
                 self.iperf(rep, t)
@@ -440,7 +444,7 @@ def summarize(runs):
                 s[test].append(row)
     it = [r for r in runs if r["test"] == "iperf3"]
     direct = {r["rep"]: r["gbit_s"] for r in it if r["target"] == "direct"}
-    for t in TARGETS + ["haproxy-splice"]:
+    for t in TARGETS + SPLICE_TARGETS:
         tr = [r for r in it if r["target"] == t]
         if tr:
             s["iperf3"].append({"target": t, "reps": len(tr), "gbit_s": med([r["gbit_s"] for r in tr]),

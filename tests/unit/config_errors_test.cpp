@@ -169,6 +169,8 @@ TEST(config_errors, null_values) {
     EXPECT_TRUE(fails_with("listeners:\n", 1, "listeners", "expected a list of listeners, got nothing"));
     EXPECT_TRUE(fails_with(listener_with("    linger: ~\n"), 6, "listeners[0].linger",
                            "expected rst, fin or close, got nothing"));
+    EXPECT_TRUE(fails_with(listener_with("    relay: ~\n"), 6, "listeners[0].relay",
+                           "expected copy or splice, got nothing"));
     EXPECT_TRUE(fails_with("listeners:\n  - name: web\n    bind:\n    upstream: {address: h:1}\n", 3,
                            "listeners[0].bind", "got nothing"));
 }
@@ -348,6 +350,10 @@ TEST(config_errors, close_kinds) {
                            "expected rst or close, got \"reset\""));
     EXPECT_TRUE(fails_with(listener_with("    linger: RST\n"), 6, "listeners[0].linger",
                            "expected rst, fin or close, got \"RST\""));
+    EXPECT_TRUE(fails_with(listener_with("    relay: zerocopy\n"), 6, "listeners[0].relay",
+                           "expected copy or splice, got \"zerocopy\""));
+    EXPECT_TRUE(fails_with(listener_with("    relay: true\n"), 6, "listeners[0].relay",
+                           "expected copy or splice, got \"true\""));
 }
 
 TEST(config_errors, first_error_wins) {

@@ -48,6 +48,7 @@ listeners:
     EXPECT_EQ(l.timeouts.max_lifetime, std::nullopt);
     EXPECT_EQ(l.timeouts.rst_flush, 1s);
     EXPECT_EQ(l.buffer_size, 64u * 1024);
+    EXPECT_EQ(l.relay, relay_mode::copy);
     EXPECT_EQ(l.max_connections, std::nullopt);
     EXPECT_EQ(l.backlog, 4096);
     EXPECT_TRUE(l.tcp_nodelay);
@@ -76,6 +77,7 @@ listeners:
       max_lifetime: 24h
       rst_flush: 1500ms
     buffer_size: 1MiB
+    relay: splice
     max_connections: 500
     backlog: 128
     tcp_nodelay: false
@@ -93,6 +95,7 @@ listeners:
     l.upstream = {{"backend.local", 9000}, "10.0.0.2", close_kind::immediate};
     l.timeouts = {250ms, 10min, std::nullopt, 24h, 1500ms};
     l.buffer_size = 1 << 20;
+    l.relay = relay_mode::splice;
     l.max_connections = 500;
     l.backlog = 128;
     l.tcp_nodelay = false;
@@ -112,11 +115,13 @@ listeners:
     bind: 127.0.0.1:1002
     upstream: {address: 127.0.0.1:2002}
     linger: close
+    relay: copy
 )");
     ASSERT_EQ(c.listeners.size(), 2u);
     EXPECT_EQ(c.listeners[0].name, "a");
     EXPECT_EQ(c.listeners[1].name, "b");
     EXPECT_EQ(c.listeners[1].linger, close_kind::immediate);
+    EXPECT_EQ(c.listeners[1].relay, relay_mode::copy);
     EXPECT_EQ(c.listeners[1].upstream.address, (host_port{"127.0.0.1", 2002}));
 }
 

@@ -80,6 +80,11 @@ halfpipe::halfpipe(halfpipe_options o) {
         args.push_back("off");
     }
     args.insert(args.end(), o.extra.begin(), o.extra.end());
+    // HALFPIPE_TEST_RELAY=splice runs the same tests over the splice relay.
+    if (const char* relay = std::getenv("HALFPIPE_TEST_RELAY"); relay && *relay) {
+        args.push_back("--relay");
+        args.push_back(relay);
+    }
     proc_ = std::make_unique<process>(halfpipe_binary(), args, spawn_options{o.nofile});
 
     wait_listening(o.startup_timeout);
