@@ -1,6 +1,19 @@
 #include "server/password_checks.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace halfpipe {
+
+namespace {
+// Hashing is CPU work that can wait: where the cores are busy, the relay comes first.
+constexpr int password_nice = 10;
+}  // namespace
+
+password_checks::password_checks() : pool_(1) {
+    // The pool's one thread runs this before any check; a nice value is per thread on Linux.
+    net::post(pool_, [] { ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), password_nice); });
+}
 
 net::awaitable<password_checks::verdict> password_checks::check(forward::credential_verifier& verifier,
                                                                 const std::string& user,

@@ -17,7 +17,9 @@ public:
     // deadline still applies).
     static constexpr std::size_t max_queued = 64;
 
-    explicit password_checks(std::size_t threads) : pool_(threads) {}
+    // One thread at nice 10: it bounds the CPU a guessing client can take, and the relay
+    // comes first where the cores are busy.
+    password_checks();
 
     enum class verdict { accepted, rejected, busy };
 

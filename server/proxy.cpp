@@ -29,10 +29,6 @@ using clock = std::chrono::steady_clock;
 constexpr auto drain_poll_interval = 50ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
-// Password hashes are slow on purpose (tens of milliseconds for yescrypt): they run here, never on
-// a worker, so a burst of logins cannot stall the relay. One thread bounds the CPU a
-// guessing client can take.
-constexpr std::size_t password_threads = 1;
 
 kernel::endpoint census_endpoint(const tcp::endpoint& ep) {
     return kernel::endpoint::parse(ep.address().to_string(), ep.port());
@@ -58,7 +54,7 @@ public:
             if (lc.upstream.source_address) l->source_address = net::ip::make_address(*lc.upstream.source_address);
             if (lc.mode != config::listener_mode::reverse) l->acl = make_acl(lc);
             if (lc.auth) {
-                if (!passwords_) passwords_.emplace(password_threads);
+                if (!passwords_) passwords_.emplace();
                 l->verifier = std::make_unique<forward::credential_verifier>(lc.auth->users, lc.auth->cache);
                 l->passwords = &*passwords_;
             }

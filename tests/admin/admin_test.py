@@ -391,11 +391,7 @@ def test_admin_thread_yields_to_the_relay():
     hp = Halfpipe(up.port, "--workers", "2")
     # An answer means the admin thread runs, and it sets its nice value before anything else.
     check_eq("the admin endpoint answers", http(hp, "GET", "/metrics").status, 200)
-    nice = {}
-    for tid in os.listdir(f"/proc/{hp.proc.pid}/task"):
-        with open(f"/proc/{hp.proc.pid}/task/{tid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        nice[int(tid)] = int(fields[16])  # field 19 of proc(5); fields[0] is field 3
+    nice = hp.thread_nice()
     check_eq("exactly one thread at nice 10 (the admin endpoint)", sorted(nice.values()).count(10), 1)
     check("every other thread at nice 0", all(v == 0 for v in nice.values() if v != 10), nice)
 

@@ -827,6 +827,8 @@ def auth_hashing_does_not_stall_the_relay():
         time.sleep(0.02)
     statuses = [read_head(g, 10)[0] for g in guessers]
     check_eq("every guess gets 407", statuses, [407] * 40)
+    nice = list(hp.thread_nice().values())
+    check_eq("two threads at nice 10, the password checks' and the admin endpoint's", nice.count(10), 2)
     times.sort()
     median = times[len(times) // 2] if len(times) == 10 else None
     check("round trips through a tunnel stay fast while passwords are hashed (median < 5 ms)",

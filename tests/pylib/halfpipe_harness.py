@@ -238,6 +238,14 @@ class HalfpipeProcess:
                     return int(line.split()[1]) * 1024
         return 0
 
+    def thread_nice(self):
+        """{thread id: nice value} of every thread (field 19 of /proc/PID/task/TID/stat)."""
+        nice = {}
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            with open(f"/proc/{self.proc.pid}/task/{tid}/stat") as f:
+                nice[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[16])  # fields[0] is field 3
+        return nice
+
     def open_fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
