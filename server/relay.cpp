@@ -523,7 +523,7 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
     live_count_guard counted{listener.live};
     session s(owner.next_session_id(), owner, listener, std::move(client), client_endpoint);
     owner.sessions().push_back(s);
-    apply_stream_options(s.client, listener.cfg);
+    apply_accepted_options(s.client);  // the rest came with the listening socket
 
     if (listener.cfg.mode != config::listener_mode::reverse) {
         if (!co_await open_forward_tunnel(s)) {
