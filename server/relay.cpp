@@ -367,7 +367,7 @@ net::awaitable<void> copy_to_end(session& s, direction d) {
     }
 }
 
-// Both directions of one session, kept in pump_both()'s frame until both are over.
+// Both directions of one session, kept in relay()'s frame until both are over.
 // An idle direction is one pending wait with a plain handler: no coroutine frame,
 // no buffer. A wake whose bytes the sink takes at once is handled right in that
 // handler; anything else (a full sink, a full read, a FIN, a reset, an error)
@@ -467,13 +467,13 @@ void on_readable(relay_run& r, direction d, const boost::system::error_code& wai
                   });
 }
 
+// Plain calls, not a coroutine: relay_run lives in relay()'s frame, so a
+// connection carries no extra frame for the pair of directions.
 template <typename Channel>
-net::awaitable<void> pump_both(session& s) {
-    relay_run r(s, co_await net::this_coro::executor);
+void start_both(relay_run& r) {
     // The client's first bytes are usually there already: read before waiting.
     on_readable<Channel>(r, to_upstream, {});
     await_readable<Channel>(r, to_client);
-    if (r.running > 0) co_await r.done.async_wait(use_tuple);
 }
 
 // The one place a session's end is accounted: counters, histograms, access log.
@@ -495,10 +495,12 @@ net::awaitable<void> relay(session& s) {
     update_state(s);
     arm_watchdog(s);
 
+    relay_run r(s, co_await net::this_coro::executor);
     if (s.listener.cfg.relay == config::relay_mode::splice)
-        co_await pump_both<splice_channel>(s);
+        start_both<splice_channel>(r);
     else
-        co_await pump_both<copy_channel>(s);
+        start_both<copy_channel>(r);
+    if (r.running > 0) co_await r.done.async_wait(use_tuple);
     co_await stop_watchdog(s);
 
     if (!s.terminating) {
