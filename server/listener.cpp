@@ -35,14 +35,16 @@ std::string_view accept_error_name(const boost::system::error_code& ec) {
 
 }  // namespace
 
-tcp::acceptor open_acceptor(net::io_context& context, const tcp::endpoint& endpoint, int backlog) {
+tcp::acceptor open_acceptor(net::io_context& context, const tcp::endpoint& endpoint,
+                            const config::listener_config& cfg) {
     tcp::acceptor acceptor(context);
     acceptor.open(endpoint.protocol());
     acceptor.set_option(net::socket_base::reuse_address(true));
     set_reuse_port(acceptor);
     if (endpoint.address().is_v6()) acceptor.set_option(net::ip::v6_only(true));
+    apply_listening_options(acceptor, cfg);
     acceptor.bind(endpoint);
-    acceptor.listen(backlog);
+    acceptor.listen(cfg.backlog);
     return acceptor;
 }
 

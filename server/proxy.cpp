@@ -161,7 +161,7 @@ private:
             for (const auto& bind : l->cfg.bind) {
                 tcp::endpoint endpoint(net::ip::make_address(bind.host), bind.port);
                 for (auto& w : workers_) {
-                    auto acceptor = open_acceptor(w->context(), endpoint, l->cfg.backlog);
+                    auto acceptor = open_acceptor(w->context(), endpoint, l->cfg);
                     endpoint = acceptor.local_endpoint();
                     w->add_acceptor(*l, std::move(acceptor));
                 }

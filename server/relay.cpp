@@ -3,6 +3,7 @@
 #include <netinet/tcp.h>
 
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "common/log.hpp"
@@ -367,7 +368,7 @@ net::awaitable<void> copy_to_end(session& s, direction d) {
     }
 }
 
-// Both directions of one session, kept in pump_both()'s frame until both are over.
+// Both directions of one session, kept in relay()'s frame until both are over.
 // An idle direction is one pending wait with a plain handler: no coroutine frame,
 // no buffer. A wake whose bytes the sink takes at once is handled right in that
 // handler; anything else (a full sink, a full read, a FIN, a reset, an error)
@@ -375,12 +376,24 @@ net::awaitable<void> copy_to_end(session& s, direction d) {
 // cancels the other (half-close!); a reset, an error or a timeout closes both
 // sockets, which ends whatever either still waits for.
 struct relay_run {
-    relay_run(session& s_, const net::any_io_executor& executor) : s(s_), done(executor, clock::time_point::max()) {}
+    // relay()'s coroutine while it waits for both directions: a handler kept right
+    // here, so the wait costs no timer and no pending operation.
+    using resume_handler = net::async_result<net::use_awaitable_t<>, void()>::handler_type;
+    explicit relay_run(session& s_) : s(s_) {}
     session& s;
-    net::steady_timer done;
     int running = 2;
+    std::optional<resume_handler> waiting;
     void direction_over() {
-        if (--running == 0) done.cancel();
+        if (--running > 0 || !waiting) return;
+        auto resume = std::move(*waiting);
+        waiting.reset();
+        // Posted, never run in place: relay() goes on to end the session, and this
+        // frame and whoever called us belong to it.
+        net::post(std::move(resume));
+    }
+    auto both_over() {
+        return net::async_initiate<const net::use_awaitable_t<>&, void()>(
+            [this](resume_handler handler) { waiting.emplace(std::move(handler)); }, net::use_awaitable);
     }
 };
 
@@ -396,7 +409,7 @@ void await_readable(relay_run& r, direction d) {
 }
 
 void run_to_end(relay_run& r, net::awaitable<void> rest) {
-    net::co_spawn(r.done.get_executor(), std::move(rest), [&r](std::exception_ptr e) {
+    net::co_spawn(r.s.client.get_executor(), std::move(rest), [&r](std::exception_ptr e) {
         r.direction_over();
         if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
     });
@@ -460,20 +473,20 @@ void on_readable(relay_run& r, direction d, const boost::system::error_code& wai
             }
         }
     }
-    net::co_spawn(r.done.get_executor(), drain<Channel>(s, d, std::move(channel), h),
+    net::co_spawn(s.client.get_executor(), drain<Channel>(s, d, std::move(channel), h),
                   [&r, d](std::exception_ptr e, drained outcome) {
                       if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
                       after_drain<Channel>(r, d, outcome);
                   });
 }
 
+// Plain calls, not a coroutine: relay_run lives in relay()'s frame, so a
+// connection carries no extra frame for the pair of directions.
 template <typename Channel>
-net::awaitable<void> pump_both(session& s) {
-    relay_run r(s, co_await net::this_coro::executor);
+void start_both(relay_run& r) {
     // The client's first bytes are usually there already: read before waiting.
     on_readable<Channel>(r, to_upstream, {});
     await_readable<Channel>(r, to_client);
-    if (r.running > 0) co_await r.done.async_wait(use_tuple);
 }
 
 // The one place a session's end is accounted: counters, histograms, access log.
@@ -495,10 +508,12 @@ net::awaitable<void> relay(session& s) {
     update_state(s);
     arm_watchdog(s);
 
+    relay_run r(s);
     if (s.listener.cfg.relay == config::relay_mode::splice)
-        co_await pump_both<splice_channel>(s);
+        start_both<splice_channel>(r);
     else
-        co_await pump_both<copy_channel>(s);
+        start_both<copy_channel>(r);
+    if (r.running > 0) co_await r.both_over();
     co_await stop_watchdog(s);
 
     if (!s.terminating) {
@@ -523,7 +538,7 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
     live_count_guard counted{listener.live};
     session s(owner.next_session_id(), owner, listener, std::move(client), client_endpoint);
     owner.sessions().push_back(s);
-    apply_stream_options(s.client, listener.cfg);
+    apply_accepted_options(s.client);  // the rest came with the listening socket
 
     if (listener.cfg.mode != config::listener_mode::reverse) {
         if (!co_await open_forward_tunnel(s)) {

@@ -2,6 +2,7 @@
 
 #include "server/listener_runtime.hpp"
 #include "server/socket_options.hpp"
+#include "server/worker.hpp"
 
 namespace halfpipe {
 
@@ -26,7 +27,7 @@ session::session(std::uint64_t id_, worker& owner_, listener_runtime& listener_,
       client_endpoint(client_endpoint_),
       started(clock::now()),
       last_activity(started),
-      watchdog(client.get_executor()) {
+      watchdog(owner_.context()) {
     listener.metrics.state_change(std::nullopt, state);
 }
 

@@ -59,7 +59,9 @@ struct session : session_hook {
     bool terminating = false;             // set once; every await checks it
     // Sleeps until the nearest idle, half-close or lifetime deadline; armed by the
     // relay, which waits for its last handler before the session goes.
-    net::steady_timer watchdog;
+    // On the worker's own io_context executor rather than any_io_executor: the timer
+    // and the wait it keeps pending are smaller on every connection.
+    net::basic_waitable_timer<clock, net::wait_traits<clock>, net::io_context::executor_type> watchdog;
     std::uint32_t watchdog_waits = 0;  // handlers armed and not yet run
 
     void touch() noexcept { last_activity = clock::now(); }

@@ -40,17 +40,34 @@ void set_reuse_port(tcp::acceptor& acceptor) {
     acceptor.set_option(reuse_port(true));
 }
 
-void apply_stream_options(tcp::socket& socket, const config::listener_config& cfg) noexcept {
-    boost::system::error_code ignored;
-    if (cfg.tcp_nodelay) socket.set_option(tcp::no_delay(true), ignored);
+namespace {
+template <typename Socket>
+void set_tcp_options(Socket& socket, const config::listener_config& cfg) noexcept {
+    if (cfg.tcp_nodelay) set_int(socket, IPPROTO_TCP, TCP_NODELAY, 1);
     if (cfg.keepalive) {
-        socket.set_option(net::socket_base::keep_alive(true), ignored);
+        set_int(socket, SOL_SOCKET, SO_KEEPALIVE, 1);
         set_int(socket, IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(cfg.keepalive->idle.count()));
         set_int(socket, IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(cfg.keepalive->interval.count()));
         set_int(socket, IPPROTO_TCP, TCP_KEEPCNT, cfg.keepalive->probes);
     }
-    // The relay reads with a non-blocking read_some after waiting for readability.
+}
+
+// The relay reads with a non-blocking read_some after waiting for readability.
+void make_non_blocking(tcp::socket& socket) noexcept {
+    boost::system::error_code ignored;
     if (!socket.non_blocking()) socket.non_blocking(true, ignored);
+}
+}  // namespace
+
+void apply_listening_options(tcp::acceptor& acceptor, const config::listener_config& cfg) noexcept {
+    set_tcp_options(acceptor, cfg);
+}
+
+void apply_accepted_options(tcp::socket& socket) noexcept { make_non_blocking(socket); }
+
+void apply_stream_options(tcp::socket& socket, const config::listener_config& cfg) noexcept {
+    set_tcp_options(socket, cfg);
+    make_non_blocking(socket);
 }
 
 void set_bind_address_no_port(tcp::socket& socket) noexcept {

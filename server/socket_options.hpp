@@ -15,6 +15,12 @@ namespace halfpipe {
 void close_socket(tcp::socket& socket, close_kind kind) noexcept;
 
 void set_reuse_port(tcp::acceptor& acceptor);
+// TCP_NODELAY and keepalive set once on a listening socket: Linux copies them to
+// every socket it accepts, which saves those setsockopt calls per connection.
+void apply_listening_options(tcp::acceptor& acceptor, const config::listener_config& cfg) noexcept;
+// What an accepted socket still needs when its listener had apply_listening_options.
+void apply_accepted_options(tcp::socket& socket) noexcept;
+// An outgoing socket: all of the listener's stream options, one by one.
 void apply_stream_options(tcp::socket& socket, const config::listener_config& cfg) noexcept;
 // Lets the kernel pick the source port at connect() time, not bind() time, so a
 // fixed source address does not cap us at one port range per listener.

@@ -1,15 +1,51 @@
 // Contract 8: socket policies. Closes that halfpipe initiates (timeouts) are
-// resets, leaving no TIME_WAIT; several workers all accept.
+// resets, leaving no TIME_WAIT; several workers all accept; both sockets of a
+// connection carry the listener's TCP options.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "test_util.hpp"
 
 namespace it {
 namespace {
+
+std::uint16_t peer_port(int fd) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+    return ntohs(addr.sin_port);
+}
+
+// A copy of the descriptor of halfpipe's own socket whose local or peer port is
+// `port` (pidfd_getfd: the same socket, seen from this process).
+socket_fd halfpipe_socket(pid_t pid, std::uint16_t port, bool peer) {
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) return socket_fd();
+    socket_fd found;
+    for (int target = 0; target < 1024 && !found; ++target) {
+        socket_fd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0)));
+        if (!copy) continue;
+        if ((peer ? peer_port(copy.get()) : local_port(copy.get())) == port) found = std::move(copy);
+    }
+    ::close(pidfd);
+    return found;
+}
+
+std::optional<int> int_option(int fd, int level, int name) {
+    int value = 0;
+    socklen_t len = sizeof value;
+    if (::getsockopt(fd, level, name, &value, &len) != 0) return std::nullopt;
+    return value;
+}
 
 TEST(SocketPolicy, TimeoutClosesLeaveNoTimeWait) {
     upstream server;
@@ -38,6 +74,41 @@ TEST(SocketPolicy, TimeoutClosesLeaveNoTimeWait) {
     std::this_thread::sleep_for(200ms);
     EXPECT_EQ(count_kernel_sockets(server.port(), TCP_TIME_WAIT), 0u) << "TIME_WAIT sockets toward the upstream port";
     EXPECT_EQ(count_kernel_sockets(proxy.port(), TCP_TIME_WAIT), 0u) << "TIME_WAIT sockets on the listening port";
+}
+
+TEST(SocketPolicy, BothSocketsCarryNodelayAndKeepalive) {
+    upstream server;
+    temp_dir dir;
+    const auto file = dir.write("options.yaml", "workers: 2\n"
+                                                "admin: off\n"
+                                                "listeners:\n"
+                                                "  - name: options\n"
+                                                "    bind: 127.0.0.1:0\n"
+                                                "    tcp_nodelay: true\n"
+                                                "    keepalive: {idle: 7s, interval: 3s, probes: 4}\n"
+                                                "    upstream:\n"
+                                                "      address: " +
+                                                    server.address() + "\n");
+    halfpipe proxy({"--config", file.string()}, {});
+    proxy.wait_listening();
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    // Once bytes pass, halfpipe has set up the upstream socket too.
+    ASSERT_TRUE(round_trip(p.client.get(), p.up.get(), "ping", "pong")) << log_of(proxy);
+
+    // The accepted socket (its peer is our client) and the upstream one (our upstream's peer).
+    const socket_fd accepted = halfpipe_socket(proxy.pid(), p.client_port, true);
+    const socket_fd outgoing = halfpipe_socket(proxy.pid(), peer_port(p.up.get()), false);
+    ASSERT_TRUE(accepted) << "no socket of halfpipe's with peer port " << p.client_port;
+    ASSERT_TRUE(outgoing) << "no socket of halfpipe's toward the upstream";
+    for (const auto* s : {&accepted, &outgoing}) {
+        const char* which = s == &accepted ? "accepted" : "upstream";
+        EXPECT_EQ(int_option(s->get(), IPPROTO_TCP, TCP_NODELAY), 1) << which;
+        EXPECT_EQ(int_option(s->get(), SOL_SOCKET, SO_KEEPALIVE), 1) << which;
+        EXPECT_EQ(int_option(s->get(), IPPROTO_TCP, TCP_KEEPIDLE), 7) << which;
+        EXPECT_EQ(int_option(s->get(), IPPROTO_TCP, TCP_KEEPINTVL), 3) << which;
+        EXPECT_EQ(int_option(s->get(), IPPROTO_TCP, TCP_KEEPCNT), 4) << which;
+    }
 }
 
 TEST(SocketPolicy, TwoWorkersBothAccept) {
