@@ -20,7 +20,7 @@
 #   REPS           repetitions                3   [3]
 #   DURATION       seconds per wrk run        5   [2]
 #   CONCS          wrk connection counts      "10 50 200"   ["50"]
-#   IPERF_SECONDS  seconds per iperf3 run     5   [2]
+#   IPERF_SECONDS  seconds per iperf3 run     10  [2]
 #   MEM_CONNS      idle relayed connections for the memory test   2000   [500]
 #   RESULTS_DIR    where latest.* go          tests/bench/results
 #   NO_INSTALL=1   do not call apt-get (fail if a tool is missing)
