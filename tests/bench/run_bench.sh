@@ -15,11 +15,19 @@
 #   tests/bench/results/latest.json  every run, the summary, the machine, the parameters
 #   tests/bench/results/latest.png   req/s and throughput per proxy
 #
+# The proxies run one worker each (halfpipe --workers 1, HAProxy nbthread 1, nginx
+# worker_processes 1), then, in a second pass on their own processes and ports, two
+# (socat forks a process per connection and has no worker setting: one-worker pass only).
+# Each pass runs both wrk tests at every CONCS value with direct in every repetition;
+# iperf3 (one stream: one connection, one worker) and idle memory run in the one-worker
+# pass only.
+#
 # Knobs (environment variables; defaults for the full run, QUICK=1 values in brackets):
 #   HALFPIPE_BIN   halfpipe binary            (build/server/halfpipe: build it first)
 #   REPS           repetitions                3   [3]
 #   DURATION       seconds per wrk run        5   [2]
 #   CONCS          wrk connection counts      "10 50 200"   ["50"]
+#   WORKERS        worker counts, a pass each ("1" skips the two-worker pass)   "1 2"   ["1 2"]
 #   IPERF_SECONDS  seconds per iperf3 run     10  [2]
 #   MEM_CONNS      idle relayed connections for the memory test   2000   [500]
 #   RESULTS_DIR    where latest.* go          tests/bench/results
