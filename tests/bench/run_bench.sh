@@ -3,8 +3,8 @@
 #
 # One command, as root on Debian 12, from the repository root:
 #
-#   tests/bench/run_bench.sh            # full run, about 12 minutes
-#   QUICK=1 tests/bench/run_bench.sh    # smoke run, about 3 minutes
+#   tests/bench/run_bench.sh            # full run, about 19 minutes (WORKERS=1: about 12)
+#   QUICK=1 tests/bench/run_bench.sh    # smoke run, about 3.5 minutes
 #
 # It installs what is missing with apt-get (wrk, iperf3, haproxy, nginx,
 # libnginx-mod-stream, socat, gnuplot-nox), starts an nginx backend (`return 200 "ok"`),
