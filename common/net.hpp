@@ -5,3 +5,11 @@
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+
+// A worker's sockets and timers only ever run on its own io_context, whose executor
+// is one pointer; any_io_executor is 56 bytes, carried by every socket, timer and
+// pending wait of every connection.
+using worker_executor = net::io_context::executor_type;
+using tcp_socket = tcp::socket::rebind_executor<worker_executor>::other;
+using worker_timer = net::basic_waitable_timer<std::chrono::steady_clock, net::wait_traits<std::chrono::steady_clock>,
+                                               worker_executor>;

@@ -30,7 +30,7 @@ void log_access(const session& s) {
         s.error ? " error=\"" + s.error.message() + "\"" : std::string());
 }
 
-void log_rejected(const worker& owner, const listener_runtime& listener, const tcp::socket& client,
+void log_rejected(const worker& owner, const listener_runtime& listener, const tcp_socket& client,
                   close_outcome why) {
     if (!owner.access_log()) return;
     boost::system::error_code ec;

@@ -11,6 +11,6 @@ class worker;
 // One logfmt line per connection when it ends.
 void log_access(const session& s);
 // For a connection refused before a session exists (max_connections).
-void log_rejected(const worker& owner, const listener_runtime& listener, const tcp::socket& client, close_outcome why);
+void log_rejected(const worker& owner, const listener_runtime& listener, const tcp_socket& client, close_outcome why);
 
 }  // namespace halfpipe

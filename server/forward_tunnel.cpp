@@ -24,7 +24,7 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 constexpr std::size_t handshake_read_size = 4096;
 
 struct handshake_reader {
-    tcp::socket& client;
+    tcp_socket& client;
     net::steady_timer deadline;
     std::array<char, handshake_read_size> buffer{};
     bool timed_out = false;

@@ -52,7 +52,7 @@ net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp:
     net::steady_timer backoff(co_await net::this_coro::executor);
     tcp::endpoint peer;  // filled by accept() itself: no getpeername() per connection
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(peer, use_tuple);
+        auto [ec, socket] = co_await acceptor.async_accept(owner.context(), peer, use_tuple);
         if (!acceptor.is_open()) co_return;
         if (ec) {
             if (is_per_connection(ec)) continue;
@@ -82,7 +82,8 @@ net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp:
             close_socket(socket, close_kind::abortive_rst);
             continue;
         }
-        net::co_spawn(owner.context(), run_session(owner, listener, std::move(socket), peer), [](std::exception_ptr e) {
+        auto& s = owner.open_session(listener, std::move(socket), peer);
+        net::co_spawn(owner.context(), run_session(s), [](std::exception_ptr e) {
             if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value in the relay
         });
     }

@@ -28,8 +28,8 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 // for connections that are being reset, for at most rst_flush.
 constexpr auto flush_poll_interval = 2ms;
 
-tcp::socket& source_of(session& s, direction d) { return d == to_upstream ? s.client : s.upstream; }
-tcp::socket& sink_of(session& s, direction d) { return d == to_upstream ? s.upstream : s.client; }
+tcp_socket& source_of(session& s, direction d) { return d == to_upstream ? s.client : s.upstream; }
+tcp_socket& sink_of(session& s, direction d) { return d == to_upstream ? s.upstream : s.client; }
 direction opposite(direction d) { return d == to_upstream ? to_client : to_upstream; }
 initiator source_side(direction d) { return d == to_upstream ? initiator::client : initiator::upstream; }
 
@@ -129,12 +129,6 @@ void arm_watchdog(session& s) {
     });
 }
 
-net::awaitable<void> stop_watchdog(session& s) {
-    s.watchdog.cancel();
-    // A cancelled (or already expired) wait still runs its handler, which needs the session.
-    while (s.watchdog_waits > 0) co_await net::post(co_await net::this_coro::executor, net::use_awaitable);
-}
-
 // The sink is full. Meanwhile a reset can arrive from the source, and nobody
 // reads the source while its pump is stuck: so the source is watched for errors
 // in the same wait. After a reset the bytes it sent before still leave, until
@@ -199,13 +193,13 @@ public:
     explicit copy_channel(session& s) : lease_(s.owner.pool(s.listener).borrow()) {}
     explicit operator bool() const noexcept { return true; }
 
-    std::size_t read(tcp::socket& source, boost::system::error_code& ec) {
+    std::size_t read(tcp_socket& source, boost::system::error_code& ec) {
         auto buffer = lease_.bytes();
         offset_ = 0;
         pending_ = source.read_some(net::buffer(buffer.data(), buffer.size()), ec);
         return pending_;
     }
-    std::size_t write(tcp::socket& sink, boost::system::error_code& ec) {
+    std::size_t write(tcp_socket& sink, boost::system::error_code& ec) {
         const std::size_t n = sink.write_some(net::buffer(lease_.bytes().data() + offset_, pending_), ec);
         offset_ += n;
         pending_ -= n;
@@ -227,13 +221,13 @@ public:
     // False when the kernel would not make a pipe (out of descriptors).
     explicit operator bool() const noexcept { return static_cast<bool>(lease_); }
 
-    std::size_t read(tcp::socket& source, boost::system::error_code& ec) {
+    std::size_t read(tcp_socket& source, boost::system::error_code& ec) {
         const auto n = splice_from_socket(source.native_handle(), lease_.pipe(), pool_->capacity());
         if (n == 0) ec = net::error::eof;
         lease_.pending = moved(n, ec);
         return lease_.pending;
     }
-    std::size_t write(tcp::socket& sink, boost::system::error_code& ec) {
+    std::size_t write(tcp_socket& sink, boost::system::error_code& ec) {
         const auto n = moved(splice_to_socket(lease_.pipe(), sink.native_handle(), lease_.pending), ec);
         lease_.pending -= n;
         return n;
@@ -368,85 +362,71 @@ net::awaitable<void> copy_to_end(session& s, direction d) {
     }
 }
 
-// Both directions of one session, kept in relay()'s frame until both are over.
-// An idle direction is one pending wait with a plain handler: no coroutine frame,
-// no buffer. A wake whose bytes the sink takes at once is handled right in that
-// handler; anything else (a full sink, a full read, a FIN, a reset, an error)
-// goes on in drain(), a coroutine for as long as it takes. Neither direction
-// cancels the other (half-close!); a reset, an error or a timeout closes both
-// sockets, which ends whatever either still waits for.
-struct relay_run {
-    // relay()'s coroutine while it waits for both directions: a handler kept right
-    // here, so the wait costs no timer and no pending operation.
-    using resume_handler = net::async_result<net::use_awaitable_t<>, void()>::handler_type;
-    explicit relay_run(session& s_) : s(s_) {}
-    session& s;
-    int running = 2;
-    std::optional<resume_handler> waiting;
-    void direction_over() {
-        if (--running > 0 || !waiting) return;
-        auto resume = std::move(*waiting);
-        waiting.reset();
-        // Posted, never run in place: relay() goes on to end the session, and this
-        // frame and whoever called us belong to it.
-        net::post(std::move(resume));
-    }
-    auto both_over() {
-        return net::async_initiate<const net::use_awaitable_t<>&, void()>(
-            [this](resume_handler handler) { waiting.emplace(std::move(handler)); }, net::use_awaitable);
-    }
-};
+// The two directions of an established session run on plain handlers. An idle
+// direction is one pending wait: no coroutine frame, no buffer. A wake whose bytes
+// the sink takes at once is handled right in that handler; anything else (a full
+// sink, a full read, a FIN, a reset, an error) goes on in drain(), a coroutine for
+// as long as it takes. Neither direction cancels the other (half-close!); a reset,
+// an error or a timeout closes both sockets, which ends whatever either still
+// waits for. The last direction over ends the session.
+
+void end_relay(session& s);
+
+void direction_over(session& s) {
+    if (--s.directions_running > 0) return;
+    // Posted, never run in place: ending frees the session, and whoever called us
+    // still has it in hand.
+    net::post(s.client.get_executor(), [&s] { end_relay(s); });
+}
 
 template <typename Channel>
-void on_readable(relay_run& r, direction d, const boost::system::error_code& wait_error);
+void on_readable(session& s, direction d, const boost::system::error_code& wait_error);
 
 template <typename Channel>
-void await_readable(relay_run& r, direction d) {
+void await_readable(session& s, direction d) {
     // The wait also ends on an error or a hang-up, so a reset is seen here too.
-    source_of(r.s, d).async_wait(tcp::socket::wait_read, [&r, d](const boost::system::error_code& ec) {
-        on_readable<Channel>(r, d, ec);
+    source_of(s, d).async_wait(tcp::socket::wait_read, [&s, d](const boost::system::error_code& ec) {
+        on_readable<Channel>(s, d, ec);
     });
 }
 
-void run_to_end(relay_run& r, net::awaitable<void> rest) {
-    net::co_spawn(r.s.client.get_executor(), std::move(rest), [&r](std::exception_ptr e) {
-        r.direction_over();
+void run_to_end(session& s, net::awaitable<void> rest) {
+    net::co_spawn(s.client.get_executor(), std::move(rest), [&s](std::exception_ptr e) {
+        direction_over(s);
         if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
     });
 }
 
 // finish_direction() without a coroutine for what needs no waiting: the FIN
 // passed on, and the other direction already over or watching for a reset.
-void end_of_source(relay_run& r, direction d) {
-    session& s = r.s;
+void end_of_source(session& s, direction d) {
     if (!s.terminating && pass_fin(s, d) && s.finished[opposite(d)]) {
         boost::system::error_code ignored;
         sink_of(s, d).cancel(ignored);
-        r.direction_over();
+        direction_over(s);
         return;
     }
     if (s.terminating) {
-        r.direction_over();
+        direction_over(s);
         return;
     }
-    run_to_end(r, s.finished[d] ? watch_finished_source(s, d) : pass_reset(s, d));
+    run_to_end(s, s.finished[d] ? watch_finished_source(s, d) : pass_reset(s, d));
 }
 
 template <typename Channel>
-void after_drain(relay_run& r, direction d, drained outcome) {
+void after_drain(session& s, direction d, drained outcome) {
     switch (outcome) {
-        case drained::more: await_readable<Channel>(r, d); return;
-        case drained::eof: end_of_source(r, d); return;
-        case drained::copy_instead: run_to_end(r, copy_to_end(r.s, d)); return;
-        case drained::over: r.direction_over(); return;
+        case drained::more: await_readable<Channel>(s, d); return;
+        case drained::eof: end_of_source(s, d); return;
+        case drained::copy_instead: run_to_end(s, copy_to_end(s, d)); return;
+        case drained::over: direction_over(s); return;
     }
 }
 
 template <typename Channel>
-void on_readable(relay_run& r, direction d, const boost::system::error_code& wait_error) {
-    session& s = r.s;
+void on_readable(session& s, direction d, const boost::system::error_code& wait_error) {
     if (s.terminating || wait_error == net::error::operation_aborted) {
-        r.direction_over();
+        direction_over(s);
         return;
     }
     Channel channel(s);
@@ -455,11 +435,11 @@ void on_readable(relay_run& r, direction d, const boost::system::error_code& wai
         h.read = true;
         h.n = channel.read(source_of(s, d), h.read_error);
         if (would_block(h.read_error)) {
-            await_readable<Channel>(r, d);
+            await_readable<Channel>(s, d);
             return;
         }
         if (h.read_error == net::error::eof) {
-            end_of_source(r, d);
+            end_of_source(s, d);
             return;
         }
         if (!h.read_error) {
@@ -468,29 +448,29 @@ void on_readable(relay_run& r, direction d, const boost::system::error_code& wai
             const std::size_t written = channel.write(sink_of(s, d), h.write_error);
             if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
             if (!h.write_error && channel.pending() == 0 && h.n < channel.capacity()) {
-                await_readable<Channel>(r, d);
+                await_readable<Channel>(s, d);
                 return;
             }
         }
     }
     net::co_spawn(s.client.get_executor(), drain<Channel>(s, d, std::move(channel), h),
-                  [&r, d](std::exception_ptr e, drained outcome) {
+                  [&s, d](std::exception_ptr e, drained outcome) {
                       if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value
-                      after_drain<Channel>(r, d, outcome);
+                      after_drain<Channel>(s, d, outcome);
                   });
 }
 
-// Plain calls, not a coroutine: relay_run lives in relay()'s frame, so a
-// connection carries no extra frame for the pair of directions.
 template <typename Channel>
-void start_both(relay_run& r) {
+void start_both(session& s) {
+    s.directions_running = 2;
     // The client's first bytes are usually there already: read before waiting.
-    on_readable<Channel>(r, to_upstream, {});
-    await_readable<Channel>(r, to_client);
+    on_readable<Channel>(s, to_upstream, {});
+    await_readable<Channel>(s, to_client);
 }
 
-// The one place a session's end is accounted: counters, histograms, access log.
-void finish(session& s) {
+// The one place a session's end is accounted (counters, histograms, access log)
+// and the session freed.
+void retire(session& s) {
     auto& m = s.listener.metrics;
     const auto now = clock::now();
     m.closed_with(s.outcome.value_or(close_outcome{}));
@@ -499,53 +479,50 @@ void finish(session& s) {
     if (s.half_closed_since)
         m.half_closed_duration->Observe(std::chrono::duration<double>(now - *s.half_closed_since).count());
     log_access(s);
+    delete &s;
 }
 
-// From an open upstream connection to the end of the session.
-net::awaitable<void> relay(session& s) {
-    apply_stream_options(s.upstream, s.listener.cfg);
-    s.touch();
-    update_state(s);
-    arm_watchdog(s);
-
-    relay_run r(s);
-    if (s.listener.cfg.relay == config::relay_mode::splice)
-        start_both<splice_channel>(r);
-    else
-        start_both<copy_channel>(r);
-    if (r.running > 0) co_await r.both_over();
-    co_await stop_watchdog(s);
-
+void end_relay(session& s) {
+    s.watchdog.cancel();
+    if (s.watchdog_waits > 0) {
+        // A cancelled (or already expired) wait still runs its handler, which needs
+        // the session: it is queued now, so come back after it.
+        net::post(s.client.get_executor(), [&s] { end_relay(s); });
+        return;
+    }
     if (!s.terminating) {
         // Both FINs passed on and every byte written: each socket is shut both ways.
         s.set_state(relay_state::closing);
         close_socket(s.client, close_kind::immediate);
         close_socket(s.upstream, close_kind::immediate);
     }
-    finish(s);
+    retire(s);
 }
 
-struct live_count_guard {
-    std::atomic<std::size_t>& live;
-    ~live_count_guard() { live.fetch_sub(1, std::memory_order_relaxed); }
-};
+// From an open upstream connection on, the session runs on handlers alone.
+void start_relay(session& s) {
+    apply_stream_options(s.upstream, s.listener.cfg);
+    s.touch();
+    update_state(s);
+    arm_watchdog(s);
+    if (s.listener.cfg.relay == config::relay_mode::splice)
+        start_both<splice_channel>(s);
+    else
+        start_both<copy_channel>(s);
+}
 
 }  // namespace
 
-net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp::socket client,
-                                 tcp::endpoint client_endpoint) {
-    // The accept loop counted this connection in before spawning us.
-    live_count_guard counted{listener.live};
-    session s(owner.next_session_id(), owner, listener, std::move(client), client_endpoint);
-    owner.sessions().push_back(s);
+net::awaitable<void> run_session(session& s) {
+    auto& listener = s.listener;
     apply_accepted_options(s.client);  // the rest came with the listening socket
 
     if (listener.cfg.mode != config::listener_mode::reverse) {
         if (!co_await open_forward_tunnel(s)) {
-            finish(s);
+            retire(s);
             co_return;
         }
-        co_await relay(s);
+        start_relay(s);
         co_return;
     }
     tcp::endpoint connected;
@@ -560,13 +537,13 @@ net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp:
         close_socket(s.upstream, close_kind::abortive_rst);
     }
     if (s.terminating) {
-        finish(s);
+        retire(s);
         co_return;
     }
     listener.metrics.connect_duration->Observe(std::chrono::duration<double>(clock::now() - s.started).count());
     s.upstream_endpoint = connected;
     listener.note_upstream(connected);
-    co_await relay(s);
+    start_relay(s);
 }
 
 }  // namespace halfpipe

@@ -3,12 +3,12 @@
 
 namespace halfpipe {
 
-class worker;
-struct listener_runtime;
+struct session;
 
-// The whole life of one accepted connection: connect upstream, relay both
-// directions with exact close semantics, log, unlink.
-net::awaitable<void> run_session(worker& owner, listener_runtime& listener, tcp::socket client,
-                                 tcp::endpoint client_endpoint);
+// The life of one accepted connection from its session on: connect upstream (or
+// open a forward tunnel), then hand over to the relay, which runs both directions
+// with exact close semantics on plain handlers and, at the end, logs and frees
+// the session. The coroutine itself ends at the handover.
+net::awaitable<void> run_session(session& s);
 
 }  // namespace halfpipe

@@ -17,7 +17,7 @@ std::string_view to_string(relay_state state) noexcept {
     return "unknown";
 }
 
-session::session(std::uint64_t id_, worker& owner_, listener_runtime& listener_, tcp::socket client_,
+session::session(std::uint64_t id_, worker& owner_, listener_runtime& listener_, tcp_socket client_,
                  const tcp::endpoint& client_endpoint_)
     : id(id_),
       owner(owner_),
@@ -31,7 +31,11 @@ session::session(std::uint64_t id_, worker& owner_, listener_runtime& listener_,
     listener.metrics.state_change(std::nullopt, state);
 }
 
-session::~session() { listener.metrics.state_change(state, std::nullopt); }
+session::~session() {
+    listener.metrics.state_change(state, std::nullopt);
+    // The accept loop counted the connection in.
+    listener.live.fetch_sub(1, std::memory_order_relaxed);
+}
 
 void session::set_state(relay_state next) noexcept {
     listener.metrics.state_change(state, next);

@@ -1,6 +1,9 @@
 #pragma once
-// The state of one relayed connection. It lives in the frame of the connection's
-// coroutine; the worker links it into its registry so drain and admin can reach it.
+// The state of one relayed connection. The worker owns it (drain and admin reach it
+// through the worker's list); whoever ends the connection frees it (retire_session).
+// It outlives its coroutine: an established connection runs on plain handlers alone,
+// because a suspended coroutine chain would cost more than the whole session while
+// the connection idles.
 #include <array>
 #include <boost/intrusive/list.hpp>
 #include <chrono>
@@ -28,7 +31,7 @@ using session_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mod
 struct session : session_hook {
     using clock = std::chrono::steady_clock;
 
-    session(std::uint64_t id, worker& owner, listener_runtime& listener, tcp::socket client,
+    session(std::uint64_t id, worker& owner, listener_runtime& listener, tcp_socket client,
             const tcp::endpoint& client_endpoint);
     ~session();
     session(const session&) = delete;
@@ -37,8 +40,8 @@ struct session : session_hook {
     std::uint64_t id;
     worker& owner;
     listener_runtime& listener;
-    tcp::socket client;
-    tcp::socket upstream;
+    tcp_socket client;
+    tcp_socket upstream;
     tcp::endpoint client_endpoint;
     std::optional<tcp::endpoint> upstream_endpoint;
     std::string destination;  // forward modes: host:port as the client asked for it
@@ -59,10 +62,9 @@ struct session : session_hook {
     bool terminating = false;             // set once; every await checks it
     // Sleeps until the nearest idle, half-close or lifetime deadline; armed by the
     // relay, which waits for its last handler before the session goes.
-    // On the worker's own io_context executor rather than any_io_executor: the timer
-    // and the wait it keeps pending are smaller on every connection.
-    net::basic_waitable_timer<clock, net::wait_traits<clock>, net::io_context::executor_type> watchdog;
+    worker_timer watchdog;
     std::uint32_t watchdog_waits = 0;  // handlers armed and not yet run
+    std::uint8_t directions_running = 0;  // relay directions not yet over
 
     void touch() noexcept { last_activity = clock::now(); }
     void set_state(relay_state next) noexcept;

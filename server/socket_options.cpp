@@ -19,7 +19,7 @@ void set_int(Socket& socket, int level, int name, int value) noexcept {
 }
 }  // namespace
 
-void close_socket(tcp::socket& socket, close_kind kind) noexcept {
+void close_socket(tcp_socket& socket, close_kind kind) noexcept {
     if (!socket.is_open()) return;
     boost::system::error_code ignored;
     switch (kind) {
@@ -53,7 +53,7 @@ void set_tcp_options(Socket& socket, const config::listener_config& cfg) noexcep
 }
 
 // The relay reads with a non-blocking read_some after waiting for readability.
-void make_non_blocking(tcp::socket& socket) noexcept {
+void make_non_blocking(tcp_socket& socket) noexcept {
     boost::system::error_code ignored;
     if (!socket.non_blocking()) socket.non_blocking(true, ignored);
 }
@@ -63,24 +63,24 @@ void apply_listening_options(tcp::acceptor& acceptor, const config::listener_con
     set_tcp_options(acceptor, cfg);
 }
 
-void apply_accepted_options(tcp::socket& socket) noexcept { make_non_blocking(socket); }
+void apply_accepted_options(tcp_socket& socket) noexcept { make_non_blocking(socket); }
 
-void apply_stream_options(tcp::socket& socket, const config::listener_config& cfg) noexcept {
+void apply_stream_options(tcp_socket& socket, const config::listener_config& cfg) noexcept {
     set_tcp_options(socket, cfg);
     make_non_blocking(socket);
 }
 
-void set_bind_address_no_port(tcp::socket& socket) noexcept {
+void set_bind_address_no_port(tcp_socket& socket) noexcept {
     set_int(socket, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
 }
 
-std::size_t unacked_bytes(tcp::socket& socket) noexcept {
+std::size_t unacked_bytes(tcp_socket& socket) noexcept {
     int pending = 0;
     if (!socket.is_open() || ::ioctl(socket.native_handle(), SIOCOUTQ, &pending) != 0) return 0;
     return pending > 0 ? static_cast<std::size_t>(pending) : 0;
 }
 
-std::optional<int> kernel_tcp_state(tcp::socket& socket) noexcept {
+std::optional<int> kernel_tcp_state(tcp_socket& socket) noexcept {
     if (!socket.is_open()) return std::nullopt;
     tcp_info info{};
     socklen_t len = sizeof info;
@@ -88,14 +88,14 @@ std::optional<int> kernel_tcp_state(tcp::socket& socket) noexcept {
     return info.tcpi_state;
 }
 
-int take_socket_error(tcp::socket& socket) noexcept {
+int take_socket_error(tcp_socket& socket) noexcept {
     int error = 0;
     socklen_t len = sizeof error;
     if (!socket.is_open() || ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) return 0;
     return error;
 }
 
-socket_snapshot snapshot_socket(tcp::socket& socket) noexcept {
+socket_snapshot snapshot_socket(tcp_socket& socket) noexcept {
     socket_snapshot snap;
     if (!socket.is_open()) return snap;
     const int fd = socket.native_handle();

@@ -12,31 +12,31 @@
 namespace halfpipe {
 
 // Ends a socket the way `kind` says; safe on an already closed socket.
-void close_socket(tcp::socket& socket, close_kind kind) noexcept;
+void close_socket(tcp_socket& socket, close_kind kind) noexcept;
 
 void set_reuse_port(tcp::acceptor& acceptor);
 // TCP_NODELAY and keepalive set once on a listening socket: Linux copies them to
 // every socket it accepts, which saves those setsockopt calls per connection.
 void apply_listening_options(tcp::acceptor& acceptor, const config::listener_config& cfg) noexcept;
 // What an accepted socket still needs when its listener had apply_listening_options.
-void apply_accepted_options(tcp::socket& socket) noexcept;
+void apply_accepted_options(tcp_socket& socket) noexcept;
 // An outgoing socket: all of the listener's stream options, one by one.
-void apply_stream_options(tcp::socket& socket, const config::listener_config& cfg) noexcept;
+void apply_stream_options(tcp_socket& socket, const config::listener_config& cfg) noexcept;
 // Lets the kernel pick the source port at connect() time, not bind() time, so a
 // fixed source address does not cap us at one port range per listener.
-void set_bind_address_no_port(tcp::socket& socket) noexcept;
+void set_bind_address_no_port(tcp_socket& socket) noexcept;
 
 // Bytes written to the socket that the peer has not yet acknowledged.
-std::size_t unacked_bytes(tcp::socket& socket) noexcept;
+std::size_t unacked_bytes(tcp_socket& socket) noexcept;
 
 // The kernel's TCP state (TCP_ESTABLISHED, TCP_CLOSE_WAIT, ...) or nullopt.
-std::optional<int> kernel_tcp_state(tcp::socket& socket) noexcept;
+std::optional<int> kernel_tcp_state(tcp_socket& socket) noexcept;
 
 // SO_ERROR: the pending error of the socket (ECONNRESET after an RST), which
 // reading it clears, or 0.
-int take_socket_error(tcp::socket& socket) noexcept;
+int take_socket_error(tcp_socket& socket) noexcept;
 
 // State, queues and TCP_INFO figures, for the admin endpoint.
-socket_snapshot snapshot_socket(tcp::socket& socket) noexcept;
+socket_snapshot snapshot_socket(tcp_socket& socket) noexcept;
 
 }  // namespace halfpipe

@@ -44,7 +44,7 @@ net::awaitable<std::vector<tcp::endpoint>> resolve(const upstream_target& target
 
 // The connect, cut off when `deadline` expires: a plain handler on the timer
 // cancels it, which is lighter than racing two coroutines in a parallel group.
-net::awaitable<boost::system::error_code> connect_before(tcp::socket& socket, const tcp::endpoint& endpoint,
+net::awaitable<boost::system::error_code> connect_before(tcp_socket& socket, const tcp::endpoint& endpoint,
                                                          net::steady_timer& deadline) {
     net::cancellation_signal cut_off;
     bool expired = false;
@@ -64,7 +64,7 @@ net::awaitable<boost::system::error_code> connect_before(tcp::socket& socket, co
 
 }  // namespace
 
-net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp::socket& socket,
+net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp_socket& socket,
                                                 tcp::endpoint& connected_to) {
     const auto& configured = listener.cfg.upstream.address;
     // Named, not a temporary: GCC 12 mishandles temporaries that live across a co_await.
@@ -74,7 +74,7 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp:
 }
 
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, const upstream_target& target,
-                                                tcp::socket& socket, tcp::endpoint& connected_to,
+                                                tcp_socket& socket, tcp::endpoint& connected_to,
                                                 const endpoint_filter& allowed) {
     net::steady_timer deadline(co_await net::this_coro::executor, listener.cfg.timeouts.connect);
     // The configured upstream given as an IP literal: its address is known already.

@@ -27,11 +27,11 @@ using endpoint_filter = std::function<bool(const tcp::endpoint&)>;
 // Resolves (host names asynchronously, per connection) and connects `socket`, trying
 // each allowed address in turn; the listener's connect timeout bounds the whole attempt.
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, const upstream_target& target,
-                                                tcp::socket& socket, tcp::endpoint& connected_to,
+                                                tcp_socket& socket, tcp::endpoint& connected_to,
                                                 const endpoint_filter& allowed = nullptr);
 
 // The reverse-proxy form: the listener's configured upstream.
-net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp::socket& socket,
+net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp_socket& socket,
                                                 tcp::endpoint& connected_to);
 
 }  // namespace halfpipe

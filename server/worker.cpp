@@ -25,6 +25,16 @@ worker::worker(std::size_t index, const std::vector<std::unique_ptr<listener_run
     }
 }
 
+worker::~worker() {
+    sessions_.clear_and_dispose([](session* s) { delete s; });
+}
+
+session& worker::open_session(listener_runtime& listener, tcp_socket client, const tcp::endpoint& peer) {
+    auto* s = new session(next_session_id(), *this, listener, std::move(client), peer);
+    sessions_.push_back(*s);
+    return *s;
+}
+
 void worker::add_acceptor(listener_runtime& listener, tcp::acceptor acceptor) {
     acceptors_.push_back(std::make_unique<bound_acceptor>(bound_acceptor{&listener, std::move(acceptor)}));
 }

@@ -21,6 +21,8 @@ class worker {
 public:
     worker(std::size_t index, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
            std::atomic<std::uint64_t>& session_ids, bool access_log);
+    // Frees the sessions still open: their sockets need the io_context's services.
+    ~worker();
     worker(const worker&) = delete;
     worker& operator=(const worker&) = delete;
 
@@ -42,6 +44,9 @@ public:
     buffer_pool& pool(const listener_runtime& listener) { return *pools_[listener.index]; }
     pipe_pool& pipes(const listener_runtime& listener) { return *pipes_[listener.index]; }
     session_list& sessions() noexcept { return sessions_; }
+    // A new session for an accepted connection, linked into sessions(); freed with
+    // delete by whoever ends it, or by ~worker.
+    session& open_session(listener_runtime& listener, tcp_socket client, const tcp::endpoint& peer);
     std::uint64_t next_session_id() noexcept { return session_ids_.fetch_add(1, std::memory_order_relaxed) + 1; }
     bool access_log() const noexcept { return access_log_; }
 
@@ -55,7 +60,7 @@ private:
     std::atomic<std::uint64_t>& session_ids_;
     bool access_log_;
     // Declared before the context: destroying the context destroys suspended
-    // sessions, which still give buffers back and unlink themselves.
+    // coroutines, which still give buffers and pipes back.
     std::vector<std::unique_ptr<buffer_pool>> pools_;
     std::vector<std::unique_ptr<pipe_pool>> pipes_;
     session_list sessions_;

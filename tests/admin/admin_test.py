@@ -1087,8 +1087,10 @@ listeners:
     check_eq("halfpipe_tcp_sockets{listener=blackhole,side=upstream,state=SYN_SENT}", unreachable, 1)
     kind, _ = read_end(b, 4)
     check_eq("after the 2 s connect timeout the client is reset", kind, "reset")
+    # The client sees its reset a moment before the session's end is counted.
     m = wait_until(lambda: (lambda m: m if m.get("halfpipe_upstream_connect_errors_total", listener="blackhole",
-                                                 reason="timeout") else None)(scrape(hp)), 3) or scrape(hp)
+                                                 reason="timeout") and closes(m, "blackhole") else None)(scrape(hp)),
+                   3) or scrape(hp)
     check_eq("halfpipe_upstream_connect_errors_total{listener=blackhole,reason=timeout}",
              m.get("halfpipe_upstream_connect_errors_total", listener="blackhole", reason="timeout"), 1)
     check_eq("closed_total for blackhole", closes(m, "blackhole"), {("upstream", "error"): 1})
