@@ -11,6 +11,7 @@
 #include "server/deadlines.hpp"
 #include "server/forward_tunnel.hpp"
 #include "server/pipe_pool.hpp"
+#include "server/readable_wait.hpp"
 #include "server/session.hpp"
 #include "server/socket_options.hpp"
 #include "server/upstream_connector.hpp"
@@ -27,6 +28,8 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 // How often to look at the send queue while passing on a reset; only ever runs
 // for connections that are being reset, for at most rst_flush.
 constexpr auto flush_poll_interval = 2ms;
+// Reads one direction makes in a row before it lets the worker's other connections run.
+constexpr int max_reads_per_wake = 16;
 
 tcp_socket& source_of(session& s, direction d) { return d == to_upstream ? s.client : s.upstream; }
 tcp_socket& sink_of(session& s, direction d) { return d == to_upstream ? s.upstream : s.client; }
@@ -90,8 +93,12 @@ bool pass_fin(session& s, direction d) {
     // on this socket, CLOSE is the normal end (TIME_WAIT) and no write is left
     // that could have collected an error.
     if (s.reset_seen[d] || (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE)) return false;
-    boost::system::error_code ignored;
-    sink_of(s, d).shutdown(tcp::socket::shutdown_send, ignored);
+    // When the other direction is over already, the close that ends the session
+    // right after sends this FIN: every byte was read, so the kernel sends no RST.
+    if (!s.finished[opposite(d)]) {
+        boost::system::error_code ignored;
+        sink_of(s, d).shutdown(tcp::socket::shutdown_send, ignored);
+    }
     s.finished[d] = true;
     s.note_outcome({source_side(d), close_how::fin, d == to_upstream ? "client_fin" : "upstream_fin"});
     if (!s.first_fin) s.first_fin = source_side(d);
@@ -161,27 +168,6 @@ net::awaitable<bool> wait_for_sink(session& s, direction d) {
         co_return false;
     }
     co_return true;
-}
-
-// After its FIN nobody reads the source, yet it can still reset, which must be
-// passed on at once. Ends when the other direction finishes too (it cancels the
-// wait) or the session ends.
-net::awaitable<void> watch_finished_source(session& s, direction d) {
-    auto& source = source_of(s, d);
-    for (;;) {
-        auto [ec] = co_await source.async_wait(tcp::socket::wait_error, use_tuple);
-        if (ec || s.terminating || s.finished[opposite(d)]) co_return;
-        const int error = take_socket_error(source);
-        if (error == ECONNRESET || error == EPIPE) {
-            co_await pass_reset(s, d);
-            co_return;
-        }
-        if (error != 0) {
-            fail(s, d, boost::system::error_code(error, boost::system::system_category()));
-            co_return;
-        }
-        // Urgent data: edge-triggered, so the next wait only wakes on a new event.
-    }
 }
 
 // Bytes move from a source to a sink through a channel borrowed for as long as
@@ -258,12 +244,12 @@ bool cannot_splice(const boost::system::error_code& ec) {
 enum class drained {
     more,         // the source has nothing more for now: wait for it again
     eof,          // the source sent its FIN
-    copy_instead,  // the kernel cannot splice this socket, or made no pipe; nothing was taken
+    copy_instead,  // the kernel cannot splice this socket; nothing was taken
     over,         // the session is ending
 };
 
-// What the callback path already did with a wake before it handed over to
-// drain(): one read (and, if it brought bytes, counted them and one write).
+// What the callback path already did with its last read before it handed over
+// to drain(): the read (and, if it brought bytes, counted them and one write).
 struct handover {
     bool read = false;
     std::size_t n = 0;
@@ -278,7 +264,7 @@ template <typename Channel>
 net::awaitable<drained> drain(session& s, direction d, Channel channel, handover h) {
     auto& source = source_of(s, d);
     auto& sink = sink_of(s, d);
-    if (!channel) co_return drained::copy_instead;
+    int reads = 0;
     for (;;) {
         const bool handed_over = std::exchange(h.read, false);
         boost::system::error_code ec = handed_over ? h.read_error : boost::system::error_code();
@@ -324,41 +310,15 @@ net::awaitable<drained> drain(session& s, direction d, Channel channel, handover
             co_return drained::over;
         }
         if (suspended) s.touch();
-        // A short read emptied the source: skip the read that would only say so.
-        // The next wait re-arms epoll, which reports what is already there.
-        if (n < channel.capacity()) co_return drained::more;
-    }
-}
-
-// The source of d sent its FIN: pass it on, then watch that source for a reset
-// until the other direction is over too.
-net::awaitable<void> finish_direction(session& s, direction d) {
-    if (!pass_fin(s, d)) {
-        co_await pass_reset(s, d);
-        co_return;
-    }
-    if (s.finished[opposite(d)]) {
-        // Both FINs passed on: wake the other direction if it watches its source.
-        boost::system::error_code ignored;
-        sink_of(s, d).cancel(ignored);
-        co_return;
-    }
-    co_await watch_finished_source(s, d);
-}
-
-// The fallback when a direction cannot splice: the copy relay, as one coroutine
-// to the end of that direction. readable: the source has news already.
-net::awaitable<void> copy_to_end(session& s, direction d) {
-    auto& source = source_of(s, d);
-    for (bool readable = true;; readable = false) {
-        if (!readable) {
-            auto [wait_error] = co_await source.async_wait(tcp::socket::wait_read, use_tuple);
-            if (s.terminating || wait_error == net::error::operation_aborted) co_return;
+        // Read on until the source says it has nothing more (EAGAIN): the wait that
+        // follows sleeps until the next edge, and a FIN that came with these bytes
+        // raises none. A source that never runs dry lets the worker's other
+        // connections in now and then.
+        if (++reads == max_reads_per_wake) {
+            reads = 0;
+            co_await net::post(co_await net::this_coro::executor, net::use_awaitable);
+            if (s.terminating) co_return drained::over;
         }
-        const drained outcome = co_await drain<copy_channel>(s, d, copy_channel(s), {});
-        if (outcome == drained::more) continue;
-        if (outcome == drained::eof) co_await finish_direction(s, d);
-        co_return;
     }
 }
 
@@ -385,7 +345,7 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
 template <typename Channel>
 void await_readable(session& s, direction d) {
     // The wait also ends on an error or a hang-up, so a reset is seen here too.
-    source_of(s, d).async_wait(tcp::socket::wait_read, [&s, d](const boost::system::error_code& ec) {
+    async_wait_readable(source_of(s, d), [&s, d](const boost::system::error_code& ec) {
         on_readable<Channel>(s, d, ec);
     });
 }
@@ -397,20 +357,35 @@ void run_to_end(session& s, net::awaitable<void> rest) {
     });
 }
 
-// finish_direction() without a coroutine for what needs no waiting: the FIN
-// passed on, and the other direction already over or watching for a reset.
+// After its FIN nobody reads the source, yet it can still reset, which must be
+// passed on at once. The source read EOF, so what wakes the wait is an error, a
+// hang-up or a stale edge, which SO_ERROR tells apart. Ends when the other
+// direction finishes too (it cancels the wait) or the session ends.
+void watch_finished(session& s, direction d) {
+    async_wait_readable(source_of(s, d), [&s, d](const boost::system::error_code& ec) {
+        if (ec || s.terminating || s.finished[opposite(d)]) return direction_over(s);
+        const int error = take_socket_error(source_of(s, d));
+        if (error == ECONNRESET || error == EPIPE) return run_to_end(s, pass_reset(s, d));
+        if (error != 0) {
+            fail(s, d, boost::system::error_code(error, boost::system::system_category()));
+            return direction_over(s);
+        }
+        watch_finished(s, d);
+    });
+}
+
+// The source of d sent its FIN: pass it on, then watch that source for a reset
+// until the other direction is over too.
 void end_of_source(session& s, direction d) {
-    if (!s.terminating && pass_fin(s, d) && s.finished[opposite(d)]) {
+    if (s.terminating) return direction_over(s);
+    if (!pass_fin(s, d)) return run_to_end(s, pass_reset(s, d));
+    if (s.finished[opposite(d)]) {
+        // Both FINs passed on: wake the other direction, which watches its source.
         boost::system::error_code ignored;
         sink_of(s, d).cancel(ignored);
-        direction_over(s);
-        return;
+        return direction_over(s);
     }
-    if (s.terminating) {
-        direction_over(s);
-        return;
-    }
-    run_to_end(s, s.finished[d] ? watch_finished_source(s, d) : pass_reset(s, d));
+    watch_finished(s, d);
 }
 
 template <typename Channel>
@@ -418,7 +393,8 @@ void after_drain(session& s, direction d, drained outcome) {
     switch (outcome) {
         case drained::more: await_readable<Channel>(s, d); return;
         case drained::eof: end_of_source(s, d); return;
-        case drained::copy_instead: run_to_end(s, copy_to_end(s, d)); return;
+        // This direction copies from now on; the source has news already.
+        case drained::copy_instead: on_readable<copy_channel>(s, d, {}); return;
         case drained::over: direction_over(s); return;
     }
 }
@@ -430,28 +406,30 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
         return;
     }
     Channel channel(s);
+    if (!channel) {
+        // No pipe to be had (out of descriptors): this direction copies from now on.
+        on_readable<copy_channel>(s, d, wait_error);
+        return;
+    }
+    auto& source = source_of(s, d);
     handover h;
-    if (channel) {
+    // Until the source has nothing more for now (EAGAIN): the wait that follows
+    // sleeps until the next edge, and a FIN that came with the last bytes raises none.
+    for (int reads = 1;; ++reads) {
+        h = handover{};
         h.read = true;
-        h.n = channel.read(source_of(s, d), h.read_error);
-        if (would_block(h.read_error)) {
-            await_readable<Channel>(s, d);
-            return;
-        }
-        if (h.read_error == net::error::eof) {
-            end_of_source(s, d);
-            return;
-        }
-        if (!h.read_error) {
-            s.bytes[d] += h.n;
-            s.touch();
-            const std::size_t written = channel.write(sink_of(s, d), h.write_error);
-            if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
-            if (!h.write_error && channel.pending() == 0 && h.n < channel.capacity()) {
-                await_readable<Channel>(s, d);
-                return;
-            }
-        }
+        h.n = channel.read(source, h.read_error);
+        if (would_block(h.read_error)) return await_readable<Channel>(s, d);
+        if (h.read_error == net::error::eof) return end_of_source(s, d);
+        if (h.read_error) break;
+        s.bytes[d] += h.n;
+        s.touch();
+        const std::size_t written = channel.write(sink_of(s, d), h.write_error);
+        if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+        // A full read, a sink that did not take it all, or a source that keeps
+        // trickling: drain() takes over.
+        if (h.write_error || channel.pending() > 0 || h.n == channel.capacity() || reads == max_reads_per_wake)
+            break;
     }
     net::co_spawn(s.client.get_executor(), drain<Channel>(s, d, std::move(channel), h),
                   [&s, d](std::exception_ptr e, drained outcome) {
