@@ -13,6 +13,11 @@
 #include "server/socket_options.hpp"
 #include "server/upstream_connector.hpp"
 
+// GCC 12 inlines Asio's frame allocator (aligned_alloc) into open_forward_tunnel's
+// frame and then takes the frame's own operator delete, which frees it with
+// std::free, for a mismatch: a false positive of -Wmismatched-new-delete.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 namespace halfpipe {
 
 namespace {

@@ -14,33 +14,17 @@
 // the next edge, error or hang-up. Closing or cancelling the socket ends it with
 // operation_aborted, as with async_wait. A caller that waits before its reads reach
 // EAGAIN may sleep through data or a FIN that is already there: never do that.
-//
-// It reaches two protected parts of Asio's reactive socket service (Boost 1.81):
-// a socket's implementation and start_op(), through pointers to members formed in
-// derived classes, which the language allows and which assume nothing of layout.
 #include <cstddef>
 #include <memory>
 #include <utility>
 
-#include "common/net.hpp"
+#include "server/asio_access.hpp"
 
 namespace halfpipe {
 
 namespace readable_wait_detail {
 
-using reactor_op = net::detail::reactor_op;
-using service_base = net::detail::reactive_socket_service_base;
-
-struct socket_access : tcp_socket {
-    static auto& io_object(tcp_socket& s) { return s.*(&socket_access::impl_); }
-};
-
-struct service_access : service_base {
-    static void start_read(service_base& service, service_base::base_implementation_type& impl, reactor_op* op) {
-        (service.*(&service_access::start_op))(impl, net::detail::reactor::read_op, op, /*is_continuation=*/false,
-                                              /*is_non_blocking=*/true, /*noop=*/false);
-    }
-};
+using asio_access::reactor_op;
 
 template <typename Handler>
 class op final : public reactor_op {
@@ -71,10 +55,7 @@ private:
 // socket must be open and non-blocking (set by the user), as every relay socket is.
 template <typename Handler>
 void async_wait_readable(tcp_socket& socket, Handler handler) {
-    namespace d = readable_wait_detail;
-    auto& io_object = d::socket_access::io_object(socket);
-    auto* wait = new d::op<Handler>(std::move(handler));
-    d::service_access::start_read(io_object.get_service(), io_object.get_implementation(), wait);
+    asio_access::service_access::start_read(socket, new readable_wait_detail::op<Handler>(std::move(handler)));
 }
 
 }  // namespace halfpipe

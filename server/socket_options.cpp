@@ -1,10 +1,13 @@
 #include "server/socket_options.hpp"
 
+#include "server/asio_access.hpp"
+
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -63,7 +66,29 @@ void apply_listening_options(tcp::acceptor& acceptor, const config::listener_con
     set_tcp_options(acceptor, cfg);
 }
 
-void apply_accepted_options(tcp_socket& socket) noexcept { make_non_blocking(socket); }
+void apply_accepted_options(tcp_socket& socket) noexcept {
+    make_non_blocking(socket);
+    // Asio counts an accepted descriptor as a possible duplicate and spends an
+    // EPOLL_CTL_DEL on it at close. It is ours alone, like one Asio opened itself.
+    asio_access::implementation(socket).state_ &= ~net::detail::socket_ops::possible_dup;
+}
+
+boost::system::error_code open_non_blocking(tcp_socket& socket, const tcp& protocol) noexcept {
+    const int fd = ::socket(protocol.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol.protocol());
+    if (fd < 0) return {errno, boost::system::system_category()};
+    boost::system::error_code ec;
+    socket.assign(protocol, fd, ec);  // registers it with the reactor
+    if (ec) {
+        ::close(fd);
+        return ec;
+    }
+    // What open() and non_blocking(true) would have recorded, without the ioctl.
+    namespace ops = net::detail::socket_ops;
+    auto& state = asio_access::implementation(socket).state_;
+    state = static_cast<ops::state_type>((state | ops::user_set_non_blocking | ops::internal_non_blocking) &
+                                         ~ops::possible_dup);
+    return {};
+}
 
 void apply_stream_options(tcp_socket& socket, const config::listener_config& cfg) noexcept {
     set_tcp_options(socket, cfg);

@@ -20,6 +20,9 @@ void set_reuse_port(tcp::acceptor& acceptor);
 void apply_listening_options(tcp::acceptor& acceptor, const config::listener_config& cfg) noexcept;
 // What an accepted socket still needs when its listener had apply_listening_options.
 void apply_accepted_options(tcp_socket& socket) noexcept;
+// Opens `socket` non-blocking from the start (SOCK_NONBLOCK | SOCK_CLOEXEC), sparing
+// the ioctl of Asio's open() followed by non_blocking(true).
+boost::system::error_code open_non_blocking(tcp_socket& socket, const tcp& protocol) noexcept;
 // An outgoing socket: all of the listener's stream options, one by one.
 void apply_stream_options(tcp_socket& socket, const config::listener_config& cfg) noexcept;
 // Lets the kernel pick the source port at connect() time, not bind() time, so a

@@ -1,5 +1,8 @@
 #include "server/upstream_connector.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 
 #include "server/socket_options.hpp"
@@ -44,8 +47,13 @@ net::awaitable<std::vector<tcp::endpoint>> resolve(const upstream_target& target
 
 // The connect, cut off when `deadline` expires: a plain handler on the timer
 // cancels it, which is lighter than racing two coroutines in a parallel group.
+// connect(2) and a wait for writability, then SO_ERROR: Asio's async_connect adds a
+// poll() before it reads SO_ERROR.
 net::awaitable<boost::system::error_code> connect_before(tcp_socket& socket, const tcp::endpoint& endpoint,
                                                          net::steady_timer& deadline) {
+    if (::connect(socket.native_handle(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0)
+        co_return boost::system::error_code();
+    if (errno != EINPROGRESS) co_return boost::system::error_code(errno, boost::system::system_category());
     net::cancellation_signal cut_off;
     bool expired = false;
     deadline.async_wait([&](const boost::system::error_code& ec) {
@@ -53,7 +61,11 @@ net::awaitable<boost::system::error_code> connect_before(tcp_socket& socket, con
         expired = true;
         cut_off.emit(net::cancellation_type::terminal);
     });
-    auto [ec] = co_await socket.async_connect(endpoint, net::bind_cancellation_slot(cut_off.slot(), use_tuple));
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_write,
+                                           net::bind_cancellation_slot(cut_off.slot(), use_tuple));
+    if (!ec) {
+        if (const int error = take_socket_error(socket)) ec.assign(error, boost::system::system_category());
+    }
     // The handler refers to this frame: let it run (cancelled, or expired just
     // now) before the frame goes.
     deadline.cancel();
@@ -102,14 +114,13 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, cons
     for (const auto& endpoint : endpoints) {
         boost::system::error_code ec;
         if (socket.is_open()) socket.close(ec);
-        socket.open(endpoint.protocol(), ec);
+        // Non-blocking from the start, so that neither the connect nor the relay
+        // switches it on with a syscall of its own.
+        ec = open_non_blocking(socket, endpoint.protocol());
         if (ec) {
             last_error = ec;
             continue;
         }
-        // Now, so that the connect does not switch it on with a syscall of its own
-        // and the relay later with another.
-        socket.non_blocking(true, ec);
         if (listener.source_address) {
             if (listener.source_address->is_v6() != endpoint.address().is_v6()) continue;
             set_bind_address_no_port(socket);
