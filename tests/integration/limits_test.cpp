@@ -1,6 +1,7 @@
 // Contract 9: out of file descriptors, halfpipe keeps running, logs (rate-limited)
 // and recovers; --max-connections resets clients beyond the limit.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <iostream>
 #include <thread>
@@ -86,6 +87,66 @@ TEST(Limits, FdExhaustionLogIsRateLimitedAcrossWorkers) {
     }
     EXPECT_LE(errors.size(), 5u) << "accept_error lines in ~3 s" << log_of(proxy);
     for (auto& c : clients) abort_close(c);
+}
+
+// relay: splice out of descriptors: a direction that can get no pipe copies instead.
+// One connection holds the only pipe (its upstream reads nothing after the first
+// byte, so that direction waits on a full sink with the pipe in hand); the other
+// connections use up the descriptors; one of them must still relay both ways.
+TEST(Limits, SpliceWithoutAPipeCopies) {
+    upstream server("127.0.0.1", [](socket_fd conn, std::stop_token stop) {
+        auto first = read_exact(conn.get(), 1, clock::now() + 5s);
+        if (first.end != read_end::data) return;
+        if (first.data != "S") {
+            if (!write_all_ok(conn.get(), first.data, 5s)) return;
+            upstream::echo()(std::move(conn), stop);
+            return;
+        }
+        const auto deadline = clock::now() + 30s;
+        while (!stop.stop_requested() && clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    });
+    halfpipe proxy({.upstream = server.address(), .extra = {"--workers", "1", "--relay", "splice"}, .nofile = 48});
+
+    socket_fd staller = proxy.connect(2s);
+    ASSERT_TRUE(staller && write_all_ok(staller.get(), "S", 1s)) << log_of(proxy);
+    ASSERT_TRUE(server.wait_accepted(1, 3s)) << log_of(proxy);
+
+    // Two descriptors per relayed connection: well before the last of these, accept()
+    // fails with EMFILE.
+    std::vector<socket_fd> clients;
+    for (int i = 0; i < 30; ++i) {
+        socket_fd c = proxy.connect(2s);
+        if (c && write_all_ok(c.get(), "x", 1s)) clients.push_back(std::move(c));
+    }
+    ASSERT_TRUE(proxy.wait_for_line(R"((^|\s)event=accept_error\b.*\breason=emfile\b)", 5s)) << log_of(proxy);
+    std::vector<socket_fd*> relayed;
+    const auto echo_deadline = clock::now() + 2s;
+    for (auto& c : clients) {
+        auto r = read_exact(c.get(), 1, echo_deadline);
+        if (r.end == read_end::data && r.data == "x") relayed.push_back(&c);
+    }
+    ASSERT_GE(relayed.size(), 2u) << log_of(proxy);
+
+    // The staller pushes until halfpipe stops taking its bytes: its direction then
+    // waits for the upstream with the pipe in hand.
+    const std::string chunk(64 * 1024, 's');
+    auto last_progress = clock::now();
+    const auto push_deadline = clock::now() + 20s;
+    while (clock::now() - last_progress < 500ms && clock::now() < push_deadline) {
+        if (::send(staller.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+            last_progress = clock::now();
+        else
+            std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_LT(clock::now(), push_deadline) << "halfpipe never stopped reading the stalled client" << log_of(proxy);
+
+    // No descriptors for a new pipe: both directions of this connection must copy.
+    const int fd = relayed.front()->get();
+    ASSERT_TRUE(write_all_ok(fd, "copied", 1s)) << log_of(proxy);
+    auto r = read_exact(fd, 6, clock::now() + 3s);
+    EXPECT_EQ(r.end, read_end::data) << to_string(r.end) << log_of(proxy);
+    EXPECT_EQ(r.data, "copied");
+    EXPECT_TRUE(proxy.proc().running()) << log_of(proxy);
 }
 
 TEST(Limits, MaxConnectionsResetsTheThirdClient) {
