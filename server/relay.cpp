@@ -118,7 +118,7 @@ relay_deadline next_deadline(const session& s) {
 // Activity only stamps a time; the watchdog sleeps until the nearest deadline and
 // re-checks, so the relay's hot path never touches a timer. A plain handler on the
 // session's timer, not a coroutine: an idle connection carries no frame for it.
-// The session outlives every handler it arms (see stop_watchdog), so the handler
+// The session outlives every handler it arms (see end_relay), so the handler
 // may always look at it.
 void arm_watchdog(session& s) {
     const auto next = next_deadline(s);
