@@ -4,7 +4,14 @@
 // descriptor state) and the service's start_op(). Both through pointers to members
 // formed in derived classes, which the language allows and which assume nothing
 // of layout; used by readable_wait.hpp and socket_options.cpp only.
+#include <boost/asio/version.hpp>
+
 #include "common/net.hpp"
+
+// What is reached here is not part of Asio's contract: a new Asio must be read
+// again (start_op's arguments, the socket state flags, reactor_op) before this
+// line is changed.
+static_assert(BOOST_ASIO_VERSION == 102600, "asio_access.hpp was written against Asio 1.26 (Boost 1.81)");
 
 namespace halfpipe::asio_access {
 
