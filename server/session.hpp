@@ -1,6 +1,6 @@
 #pragma once
 // The state of one relayed connection. The worker owns it (drain and admin reach it
-// through the worker's list); whoever ends the connection frees it (retire_session).
+// through the worker's list); whoever ends the connection frees it (retire() in relay.cpp).
 // It outlives its coroutine: an established connection runs on plain handlers alone,
 // because a suspended coroutine chain would cost more than the whole session while
 // the connection idles.
