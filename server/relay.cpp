@@ -240,6 +240,18 @@ bool cannot_splice(const boost::system::error_code& ec) {
     return ec == boost::system::errc::invalid_argument || ec == boost::system::errc::function_not_supported;
 }
 
+void count_read(session& s, direction d, std::size_t n) {
+    s.bytes[d] += n;
+    s.touch();
+}
+
+// One write of what the channel holds; what leaves is counted in the byte metric.
+template <typename Channel>
+void write_counted(session& s, direction d, Channel& channel, boost::system::error_code& ec) {
+    const std::size_t written = channel.write(sink_of(s, d), ec);
+    if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+}
+
 // How one wake of a direction ended.
 enum class drained {
     more,         // the source has nothing more for now: wait for it again
@@ -251,7 +263,6 @@ enum class drained {
 // What the callback path already did with its last read before it handed over
 // to drain(): the read (and, if it brought bytes, counted them and one write).
 struct handover {
-    bool read = false;
     std::size_t n = 0;
     boost::system::error_code read_error;
     boost::system::error_code write_error;
@@ -263,10 +274,8 @@ struct handover {
 template <typename Channel>
 net::awaitable<drained> drain(session& s, direction d, Channel channel, handover h) {
     auto& source = source_of(s, d);
-    auto& sink = sink_of(s, d);
     int reads = 0;
-    for (;;) {
-        const bool handed_over = std::exchange(h.read, false);
+    for (bool handed_over = true;; handed_over = false) {
         boost::system::error_code ec = handed_over ? h.read_error : boost::system::error_code();
         const std::size_t n = handed_over ? h.n : channel.read(source, ec);
         if (would_block(ec)) co_return drained::more;
@@ -280,10 +289,7 @@ net::awaitable<drained> drain(session& s, direction d, Channel channel, handover
             fail(s, d, ec);
             co_return drained::over;
         }
-        if (!handed_over) {
-            s.bytes[d] += n;
-            s.touch();
-        }
+        if (!handed_over) count_read(s, d, n);
         // The wait when the sink is full also watches the source for a reset.
         ec = handed_over ? h.write_error : boost::system::error_code();
         bool suspended = false;
@@ -295,8 +301,7 @@ net::awaitable<drained> drain(session& s, direction d, Channel channel, handover
                 if (!co_await wait_for_sink(s, d)) break;  // the session is ending
             }
             if (ec || channel.pending() == 0) break;
-            const std::size_t written = channel.write(sink, ec);
-            if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+            write_counted(s, d, channel, ec);
         }
         s.writing[d] = false;
         if (s.terminating) co_return drained::over;
@@ -417,15 +422,12 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
     // sleeps until the next edge, and a FIN that came with the last bytes raises none.
     for (int reads = 1;; ++reads) {
         h = handover{};
-        h.read = true;
         h.n = channel.read(source, h.read_error);
         if (would_block(h.read_error)) return await_readable<Channel>(s, d);
         if (h.read_error == net::error::eof) return end_of_source(s, d);
         if (h.read_error) break;
-        s.bytes[d] += h.n;
-        s.touch();
-        const std::size_t written = channel.write(sink_of(s, d), h.write_error);
-        if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+        count_read(s, d, h.n);
+        write_counted(s, d, channel, h.write_error);
         // A full read, a sink that did not take it all, or a source that keeps
         // trickling: drain() takes over.
         if (h.write_error || channel.pending() > 0 || h.n == channel.capacity() || reads == max_reads_per_wake)

@@ -55,7 +55,8 @@ void set_tcp_options(Socket& socket, const config::listener_config& cfg) noexcep
     }
 }
 
-// The relay reads with a non-blocking read_some after waiting for readability.
+// The relay reads with a non-blocking read_some after waiting for readability;
+// outgoing sockets are opened non-blocking (open_non_blocking), accepted ones are not.
 void make_non_blocking(tcp_socket& socket) noexcept {
     boost::system::error_code ignored;
     if (!socket.non_blocking()) socket.non_blocking(true, ignored);
@@ -92,7 +93,6 @@ boost::system::error_code open_non_blocking(tcp_socket& socket, const tcp& proto
 
 void apply_stream_options(tcp_socket& socket, const config::listener_config& cfg) noexcept {
     set_tcp_options(socket, cfg);
-    make_non_blocking(socket);
 }
 
 void set_bind_address_no_port(tcp_socket& socket) noexcept {
