@@ -1,9 +1,12 @@
 #pragma once
-// The two protected parts of Asio's reactive socket service (Boost 1.81) that the
-// relay reaches past the public interface: a socket's implementation (its
-// descriptor state) and the service's start_op(). Both through pointers to members
-// formed in derived classes, which the language allows and which assume nothing
-// of layout; used by readable_wait.hpp and socket_options.cpp only.
+// The parts of Asio (Boost 1.81) that the relay reaches past the public interface:
+// a socket's implementation and the service's start_op() (both protected: through
+// pointers to members formed in derived classes), and the reactor's "try a
+// speculative read" flag of a descriptor (private: through a pointer to member
+// named in an explicit instantiation, where access is not checked). None assumes
+// anything of layout; used by readable_wait.hpp and socket_options.cpp only.
+#include <type_traits>
+
 #include <boost/asio/version.hpp>
 
 #include "common/net.hpp"
@@ -12,8 +15,23 @@
 // again (start_op's arguments, the socket state flags, reactor_op) before this
 // line is changed.
 static_assert(BOOST_ASIO_VERSION == 102600, "asio_access.hpp was written against Asio 1.26 (Boost 1.81)");
+static_assert(std::is_same_v<net::detail::reactor, net::detail::epoll_reactor>,
+              "asio_access.hpp was written against Asio's epoll reactor");
 
 namespace halfpipe::asio_access {
+
+namespace detail {
+// The pointer to a private member, handed out by a friend function that an explicit
+// instantiation of this template defines.
+template <auto member, typename tag>
+struct expose {
+    friend constexpr auto pointer_to(tag) noexcept { return member; }
+};
+struct try_speculative_tag {
+    friend constexpr auto pointer_to(try_speculative_tag) noexcept;
+};
+template struct expose<&net::detail::epoll_reactor::descriptor_state::try_speculative_, try_speculative_tag>;
+}  // namespace detail
 
 using reactor_op = net::detail::reactor_op;
 using service_base = net::detail::reactive_socket_service_base;
@@ -34,5 +52,16 @@ struct service_access : service_base {
                                               /*is_continuation=*/false, /*is_non_blocking=*/true, /*noop=*/false);
     }
 };
+
+// The reactor sets a descriptor's flag on every event and clears it when a read
+// finds nothing; while it is set, the next read (or readable wait) is tried at once
+// instead of queued. After the caller's own reads reached EAGAIN, an event it has
+// not seen yet cannot be pending: the flag is stale, and would cost a wake-up and a
+// read that finds nothing. Only the io_context's one thread may call this: it is
+// the thread that runs the reactor's handlers for the descriptor.
+inline void forget_read_news(tcp_socket& s) {
+    auto* state = implementation(s).reactor_data_;
+    if (state) (state->*pointer_to(detail::try_speculative_tag{}))[net::detail::reactor::read_op] = false;
+}
 
 }  // namespace halfpipe::asio_access

@@ -8,12 +8,14 @@
 // it waits only after a read found nothing more (EAGAIN), so the next arrival raises
 // a fresh edge anyway.
 //
-// This wait is started the way Asio starts a read, with speculation allowed: when
-// the reactor saw an event on the socket since the last wait completed, it completes
-// at once (the read that follows finds out what it was); otherwise it sleeps until
-// the next edge, error or hang-up. Closing or cancelling the socket ends it with
-// operation_aborted, as with async_wait. A caller that waits before its reads reach
-// EAGAIN may sleep through data or a FIN that is already there: never do that.
+// The relay waits only after its reads found nothing more (EAGAIN) or the end (EOF):
+// whatever arrives from then on raises an edge, which completes this wait. So the
+// wait is queued at once, without the speculative completion Asio would make for a
+// descriptor that saw an event since its last wait: that event was read already,
+// and completing on it would cost a wake-up and a read that finds nothing. Closing
+// or cancelling the socket ends the wait with operation_aborted, as with async_wait.
+// A caller that waits before its reads reach EAGAIN may sleep through data or a FIN
+// that is already there: never do that.
 #include <cstddef>
 #include <memory>
 #include <utility>
@@ -52,9 +54,11 @@ private:
 }  // namespace readable_wait_detail
 
 // handler(const boost::system::error_code&), run on the socket's io_context. The
-// socket must be open and non-blocking (set by the user), as every relay socket is.
+// socket must be open and non-blocking (set by the user), as every relay socket is,
+// and the caller on the io_context's thread.
 template <typename Handler>
 void async_wait_readable(tcp_socket& socket, Handler handler) {
+    asio_access::forget_read_news(socket);
     asio_access::service_access::start_read(socket, new readable_wait_detail::op<Handler>(std::move(handler)));
 }
 

@@ -365,7 +365,7 @@ void run_to_end(session& s, net::awaitable<void> rest) {
 // After its FIN nobody reads the source, yet it can still reset, which must be
 // passed on at once. The source read EOF, so what wakes the wait is an error, a
 // hang-up or a stale edge, which SO_ERROR tells apart. Ends when the other
-// direction finishes too (it cancels the wait) or the session ends.
+// direction finishes too (and closes the sockets) or the session ends.
 void watch_finished(session& s, direction d) {
     async_wait_readable(source_of(s, d), [&s, d](const boost::system::error_code& ec) {
         if (ec || s.terminating || s.finished[opposite(d)]) return direction_over(s);
@@ -385,9 +385,13 @@ void end_of_source(session& s, direction d) {
     if (s.terminating) return direction_over(s);
     if (!pass_fin(s, d)) return run_to_end(s, pass_reset(s, d));
     if (s.finished[opposite(d)]) {
-        // Both FINs passed on: wake the other direction, which watches its source.
-        boost::system::error_code ignored;
-        sink_of(s, d).cancel(ignored);
+        // Both FINs passed on, every byte written: the connection is over. The sockets
+        // close now (the second FIN leaves with this close), which also ends the other
+        // direction's watch; the watchdog ends with it, so that every handler still
+        // pending on the session runs in the same turn of the loop.
+        s.watchdog.cancel();
+        close_socket(s.client, close_kind::immediate);
+        close_socket(s.upstream, close_kind::immediate);
         return direction_over(s);
     }
     watch_finished(s, d);
@@ -443,9 +447,11 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
 template <typename Channel>
 void start_both(session& s) {
     s.directions_running = 2;
-    // The client's first bytes are usually there already: read before waiting.
+    // Read before waiting, both ways: the client's first bytes are usually there
+    // already, and a server that speaks first may have spoken. Every wait follows a
+    // read that found nothing more (see readable_wait.hpp).
     on_readable<Channel>(s, to_upstream, {});
-    await_readable<Channel>(s, to_client);
+    on_readable<Channel>(s, to_client, {});
 }
 
 // The one place a session's end is accounted (counters, histograms, access log)
@@ -471,7 +477,8 @@ void end_relay(session& s) {
         return;
     }
     if (!s.terminating) {
-        // Both FINs passed on and every byte written: each socket is shut both ways.
+        // Both FINs were passed on, and end_of_source closed the sockets then: this
+        // only makes sure of it.
         s.set_state(relay_state::closing);
         close_socket(s.client, close_kind::immediate);
         close_socket(s.upstream, close_kind::immediate);

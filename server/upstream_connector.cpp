@@ -1,5 +1,6 @@
 #include "server/upstream_connector.hpp"
 
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -48,12 +49,25 @@ net::awaitable<std::vector<tcp::endpoint>> resolve(const upstream_target& target
 // The connect, cut off when `deadline` expires: a plain handler on the timer
 // cancels it, which is lighter than racing two coroutines in a parallel group.
 // connect(2) and a wait for writability, then SO_ERROR: Asio's async_connect adds a
-// poll() before it reads SO_ERROR.
+// poll() before it reads SO_ERROR, and always waits.
 net::awaitable<boost::system::error_code> connect_before(tcp_socket& socket, const tcp::endpoint& endpoint,
                                                          net::steady_timer& deadline) {
     if (::connect(socket.native_handle(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0)
         co_return boost::system::error_code();
     if (errno != EINPROGRESS) co_return boost::system::error_code(errno, boost::system::system_category());
+    // Toward a local upstream the handshake (or the refusal) is over before connect()
+    // returns: the kernel runs the peer's side of loopback within the call. Then
+    // there is nothing to wait for, and the request leaves at once.
+    switch (kernel_tcp_state(socket).value_or(TCP_SYN_SENT)) {
+        case TCP_ESTABLISHED:
+        case TCP_CLOSE_WAIT:  // accepted, and the upstream's FIN is in already
+            co_return boost::system::error_code();
+        case TCP_CLOSE:
+            if (const int error = take_socket_error(socket))
+                co_return boost::system::error_code(error, boost::system::system_category());
+            break;
+        default: break;
+    }
     net::cancellation_signal cut_off;
     bool expired = false;
     deadline.async_wait([&](const boost::system::error_code& ec) {
