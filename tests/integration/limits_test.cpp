@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <fstream>
+#include <future>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "test_util.hpp"
@@ -147,6 +150,47 @@ TEST(Limits, SpliceWithoutAPipeCopies) {
     EXPECT_EQ(r.end, read_end::data) << to_string(r.end) << log_of(proxy);
     EXPECT_EQ(r.data, "copied");
     EXPECT_TRUE(proxy.proc().running()) << log_of(proxy);
+}
+
+// relay: splice on sockets the kernel will not splice (EINVAL; ENOSYS on a kernel
+// without splice): the relay copies instead, and the contract holds, half-close and
+// byte counts included. Loopback TCP always splices, so a preloaded shim refuses.
+TEST(Limits, SpliceRefusedCopies) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address(),
+                    .extra = {"--relay", "splice"},
+                    .env = {"LD_PRELOAD=" SPLICE_REFUSED_SHIM}});
+    // Without the shim in, this would test the splice relay itself.
+    std::ifstream maps("/proc/" + std::to_string(proxy.pid()) + "/maps");
+    const std::string mapped((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+    ASSERT_NE(mapped.find(SPLICE_REFUSED_SHIM), std::string::npos) << "the shim is not loaded" << log_of(proxy);
+
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const std::string request = random_bytes(256 * 1024, 21);
+    ASSERT_TRUE(one_way(p.client.get(), p.up.get(), request, 5s, "client to upstream")) << log_of(proxy);
+
+    // The client half-closes; the upstream answers after reading its EOF.
+    shutdown_write(p.client.get());
+    auto up_end = read_until_end(p.up.get(), clock::now() + 3s);
+    EXPECT_EQ(up_end.end, read_end::eof) << to_string(up_end.end) << log_of(proxy);
+    const std::string answer = random_bytes(256 * 1024, 22);
+    auto writer = std::async(std::launch::async, [&] {
+        const bool ok = write_all_ok(p.up.get(), answer);
+        p.up.reset();
+        return ok;
+    });
+    auto client_read = read_until_end(p.client.get(), clock::now() + 5s);
+    ASSERT_TRUE(writer.get()) << log_of(proxy);
+    EXPECT_EQ(client_read.end, read_end::eof) << to_string(client_read.end) << log_of(proxy);
+    EXPECT_EQ(describe_difference(answer, client_read.data), "");
+
+    auto entry = proxy.next_access(5s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("how"), "fin") << entry->line;
+    EXPECT_EQ(entry->get("initiator"), "client") << entry->line;
+    EXPECT_EQ(entry->number("bytes_to_upstream"), static_cast<long long>(request.size())) << entry->line;
+    EXPECT_EQ(entry->number("bytes_to_client"), static_cast<long long>(answer.size())) << entry->line;
 }
 
 TEST(Limits, MaxConnectionsResetsTheThirdClient) {

@@ -85,7 +85,7 @@ halfpipe::halfpipe(halfpipe_options o) {
         args.push_back("--relay");
         args.push_back(relay);
     }
-    proc_ = std::make_unique<process>(halfpipe_binary(), args, spawn_options{o.nofile});
+    proc_ = std::make_unique<process>(halfpipe_binary(), args, spawn_options{.nofile = o.nofile, .env = o.env});
 
     wait_listening(o.startup_timeout);
 }

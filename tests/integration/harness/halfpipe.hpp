@@ -36,6 +36,7 @@ struct halfpipe_options {
     std::vector<std::string> extra;      // more flags, e.g. {"--idle-timeout", "1s"}
     bool admin_off = true;               // adds --admin off
     std::optional<rlim_t> nofile;        // RLIMIT_NOFILE for the child
+    std::vector<std::string> env;        // NAME=value, added to the child's environment
     clock::duration startup_timeout = 10s;
 };
 

@@ -176,6 +176,8 @@ process::process(const std::string& path, const std::vector<std::string>& args, 
         if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
             for (int fd = 3; fd < 65536; ++fd) ::close(fd);
         }
+        for (const auto& entry : options.env)
+            if (::putenv(const_cast<char*>(entry.c_str())) != 0) child_fail("putenv");
         ::execv(argv[0], argv.data());
         child_fail(argv[0]);
     }

@@ -60,6 +60,7 @@ private:
 struct spawn_options {
     std::optional<rlim_t> nofile;  // RLIMIT_NOFILE for the child, soft and hard
     bool separate_stderr = false;  // stderr to its own buffer instead of mixed with stdout
+    std::vector<std::string> env;  // NAME=value, added to the child's environment
 };
 
 class process {
