@@ -36,7 +36,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from halfpipe_harness import (LABEL, HalfpipeProcess, Suite, TestListener, abort_close,  # noqa: E402
-                              free_port, read_end, recv_exact, ss_count, temp_file, wait_until)
+                              free_port, read_end, recv_exact, ss_count, temp_file, time_wait_headroom,
+                              wait_until)
 
 suite = Suite("admin")
 BINARY = suite.binary
@@ -1246,6 +1247,8 @@ def test_prometheus_end_to_end():
     up = Upstream()
     hp = Halfpipe(up.port)
     half_closed, client_first = 3, 6
+    # Room for the TIME_WAIT sockets the client-first closes leave, taken before they close.
+    tw_room = time_wait_headroom()
 
     # Sessions the client half-closed while the upstream stays silent: client_fin.
     kept = []
@@ -1263,7 +1266,11 @@ def test_prometheus_end_to_end():
     time.sleep(0.3)
     tw_ss = ss_count("time-wait", f"( dport = :{up.port} )")
     print(f"  (ss: {tw_ss} TIME_WAIT sockets toward the upstream after {client_first} client-first closes)")
-    check("ss sees TIME_WAIT toward the upstream", tw_ss >= 1, tw_ss)
+    if tw_room >= 1000:
+        check("ss sees TIME_WAIT toward the upstream", tw_ss >= 1, tw_ss)
+    else:
+        print(f"  (not checked: ss sees TIME_WAIT toward the upstream; the kernel has room for only {tw_room} "
+              "more TIME_WAIT sockets, tcp_max_tw_buckets)")
     expected_tw = min(client_first, tw_ss)
 
     prom = Prometheus(f"{hp.admin[0]}:{hp.admin[1]}")

@@ -18,13 +18,6 @@
 namespace it {
 namespace {
 
-std::uint16_t peer_port(int fd) {
-    sockaddr_in addr{};
-    socklen_t len = sizeof addr;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-    return ntohs(addr.sin_port);
-}
-
 // A copy of the descriptor of halfpipe's own socket whose local or peer port is
 // `port` (pidfd_getfd: the same socket, seen from this process).
 socket_fd halfpipe_socket(pid_t pid, std::uint16_t port, bool peer) {
@@ -66,14 +59,23 @@ TEST(SocketPolicy, TimeoutClosesLeaveNoTimeWait) {
     }
     for (relay_pair* p : {&idle, &busy}) EXPECT_EQ(read_until_end(p->up.get(), deadline).end, read_end::reset);
     EXPECT_TRUE(is_reset_error(wait_socket_error(half.up.get(), deadline)));
-    // Our own sockets are in CLOSE after the resets; closing them adds nothing.
+    // Our own sockets are in CLOSE after the resets; closing them adds nothing. The
+    // connections are told apart by their other port: the client's, and halfpipe's
+    // toward the upstream.
+    std::vector<std::uint16_t> client_ports, upstream_side_ports;
     for (relay_pair* p : {&idle, &half, &busy}) {
+        client_ports.push_back(local_port(p->client.get()));
+        upstream_side_ports.push_back(peer_port(p->up.get()));
         p->client.reset();
         p->up.reset();
     }
     std::this_thread::sleep_for(200ms);
-    EXPECT_EQ(count_kernel_sockets(server.port(), TCP_TIME_WAIT), 0u) << "TIME_WAIT sockets toward the upstream port";
-    EXPECT_EQ(count_kernel_sockets(proxy.port(), TCP_TIME_WAIT), 0u) << "TIME_WAIT sockets on the listening port";
+    for (std::size_t i = 0; i < client_ports.size(); ++i) {
+        EXPECT_EQ(count_kernel_sockets_between(upstream_side_ports[i], server.port(), TCP_TIME_WAIT), 0u)
+            << "TIME_WAIT sockets toward the upstream, connection " << i;
+        EXPECT_EQ(count_kernel_sockets_between(client_ports[i], proxy.port(), TCP_TIME_WAIT), 0u)
+            << "TIME_WAIT sockets on the listening port, connection " << i;
+    }
 }
 
 TEST(SocketPolicy, BothSocketsCarryNodelayAndKeepalive) {

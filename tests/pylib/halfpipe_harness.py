@@ -345,6 +345,21 @@ def free_port():
     return port
 
 
+def time_wait_headroom():
+    """TIME_WAIT sockets the kernel can still create: past tcp_max_tw_buckets it closes
+    connections without one ("time wait bucket table overflow"), so on a host already
+    full of them (after a benchmark, say) no new TIME_WAIT shows up."""
+    with open("/proc/sys/net/ipv4/tcp_max_tw_buckets") as f:
+        limit = int(f.read())
+    in_use = 0
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                in_use = int(fields[fields.index("tw") + 1])
+    return max(0, limit - in_use)
+
+
 def ss_count(state, filt):
     """How many TCP sockets `ss` lists in `state` matching the filter expression."""
     out = subprocess.run(["ss", "-Htan", "state", state, filt], capture_output=True, text=True, timeout=10).stdout

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from halfpipe_harness import (HARD_FD_LIMIT, HalfpipeProcess, Suite, open_relayed, raise_fd_limit,  # noqa: E402
-                              ss_count, start_echo_server)
+                              ss_count, start_echo_server, time_wait_headroom)
 
 suite = Suite("scale")
 BINARY = suite.binary
@@ -95,21 +95,6 @@ def halfpipe_side_filter(hp_port, up_port):
     # halfpipe's sockets: accepted ones have the listener port as source port; its
     # upstream connections have the upstream port as destination.
     return f"( sport = :{hp_port} or dport = :{up_port} )"
-
-
-def time_wait_headroom():
-    """TIME_WAIT sockets the kernel can still create: past tcp_max_tw_buckets it closes
-    the connection without one ("time wait bucket table overflow"), so on a machine
-    already full of them the counts below cannot reach half the closes."""
-    with open("/proc/sys/net/ipv4/tcp_max_tw_buckets") as f:
-        limit = int(f.read())
-    in_use = 0
-    with open("/proc/net/sockstat") as f:
-        for line in f:
-            if line.startswith("TCP:"):
-                fields = line.split()
-                in_use = int(fields[fields.index("tw") + 1])
-    return max(0, limit - in_use)
 
 
 def expected_time_wait(done, headroom):

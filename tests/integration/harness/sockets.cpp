@@ -445,7 +445,10 @@ exchange_result exchange(int fd, std::string_view out, std::size_t in_expected, 
 
 // ---- kernel tables ------------------------------------------------------------
 
-std::size_t count_kernel_sockets(std::uint16_t port, int state) {
+namespace {
+// Sockets in `state` (TCP_* from netinet/tcp.h) whose (local, remote) ports match.
+template <typename Match>
+std::size_t count_kernel_sockets_if(int state, Match match) {
     std::size_t n = 0;
     for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
         std::ifstream in(table);
@@ -460,10 +463,23 @@ std::size_t count_kernel_sockets(std::uint16_t port, int state) {
                 return static_cast<std::uint16_t>(std::stoul(addr.substr(colon + 1), nullptr, 16));
             };
             if (static_cast<int>(std::stoul(st, nullptr, 16)) != state) continue;
-            if (port_of(local) == port || port_of(remote) == port) ++n;
+            if (match(port_of(local), port_of(remote))) ++n;
         }
     }
     return n;
+}
+}  // namespace
+
+std::size_t count_kernel_sockets(std::uint16_t port, int state) {
+    return count_kernel_sockets_if(state, [&](std::uint16_t local, std::uint16_t remote) {
+        return local == port || remote == port;
+    });
+}
+
+std::size_t count_kernel_sockets_between(std::uint16_t a, std::uint16_t b, int state) {
+    return count_kernel_sockets_if(state, [&](std::uint16_t local, std::uint16_t remote) {
+        return (local == a && remote == b) || (local == b && remote == a);
+    });
 }
 
 // ---- data -----------------------------------------------------------------
