@@ -294,6 +294,7 @@ class Bench:
         self.runs = []
         self.errors = []
         self.http_port, self.iperf_port, self.pid = {}, {}, {}
+        self.iperf_pid = {}  # the process tree relaying each iperf3 target
 
     def setup(self):
         """Free ports for every pass's proxies, the backend (one listen port per target and
@@ -331,8 +332,10 @@ class Bench:
             wait_port(self.port[inst + "_iperf"], procs[-1])
             if workers == 1:
                 self.iperf_port[p] = self.port[inst + "_iperf"]
+                self.iperf_pid[p] = procs[-1].pid
             if workers == 1 and p in SPLICE_PROXIES:
                 self.iperf_port[p + "-splice"] = self.port[inst + "_iperf_splice"]
+                self.iperf_pid[p + "-splice"] = procs[-1].pid
                 wait_port(self.port[inst + "_iperf_splice"], None)
         # the readiness probes above left TIME_WAIT/closed sockets; let them be
         time.sleep(0.5)
@@ -402,17 +405,25 @@ class Bench:
     def iperf(self, rep, target):
         port = self.iperf_port[target]
         argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(IPERF_SECONDS), "-J"]
+        pid = self.iperf_pid.get(target)
+        cpu0 = tree_cpu_ticks(pid) if pid else None
         res = subprocess.run(argv, capture_output=True, text=True, timeout=IPERF_SECONDS + 60)
-        bps = None
+        bps = received = None
         try:
             j = json.loads(res.stdout)
             bps = j["end"]["sum_received"]["bits_per_second"]
+            received = j["end"]["sum_received"]["bytes"]
         except (ValueError, KeyError) as e:
             self.errors.append("iperf3 %s: %s %s" % (target, e, res.stdout[-300:] + res.stderr[-300:]))
-        self.runs.append({"test": "iperf3", "rep": rep, "target": target, "workers": 1,
-                          "port": port, "gbit_s": bps / 1e9 if bps else None,
-                          "rc": res.returncode})
-        log("rep %d iperf3 %-14s %s Gbit/s" % (rep, target, bps and round(bps / 1e9, 2)))
+        run = {"test": "iperf3", "rep": rep, "target": target, "workers": 1,
+               "port": port, "gbit_s": bps / 1e9 if bps else None, "rc": res.returncode}
+        if cpu0 is not None:
+            run["proxy_cpu_s"] = (tree_cpu_ticks(pid) - cpu0) / CLK_TCK
+            run["cpu_s_per_gb"] = run["proxy_cpu_s"] / (received / 1e9) if received else None
+        self.runs.append(run)
+        log("rep %d iperf3 %-14s %s Gbit/s, proxy CPU %s s/GB" % (
+            rep, target, bps and round(bps / 1e9, 2),
+            run.get("cpu_s_per_gb") and round(run["cpu_s_per_gb"], 3)))
         time.sleep(0.3)  # iperf3 -s serves one test at a time: let it reset
 
     def memory(self, target):
@@ -522,7 +533,8 @@ def summarize(runs):
         if tr:
             s["iperf3"].append({"target": t, "workers": 1, "reps": len(tr),
                                 "gbit_s": med([r["gbit_s"] for r in tr]),
-                                "ratio": ratio_to_direct(tr, direct, "gbit_s")})
+                                "ratio": ratio_to_direct(tr, direct, "gbit_s"),
+                                "cpu_s_per_gb": med([r.get("cpu_s_per_gb") for r in tr])})
     s["idle_memory"] = [r for r in runs if r["test"] == "idle_memory"]
     return s
 
@@ -599,8 +611,9 @@ def one_worker_sections(s, params):
     if not s["iperf3"] and not s["idle_memory"]:
         return []
     L = ["", "## Throughput (iperf3 -t %d, one stream), one worker" % params["IPERF_SECONDS"], ""]
-    L += table(["target", "Gbit/s", "×direct"],
-               [[r["target"], fmt(r["gbit_s"], 2), fmt(r["ratio"], 2)] for r in s["iperf3"]])
+    L += table(["target", "Gbit/s", "×direct", "proxy CPU s/GB"],
+               [[r["target"], fmt(r["gbit_s"], 2), fmt(r["ratio"], 2), fmt(r["cpu_s_per_gb"], 3)]
+                for r in s["iperf3"]])
     L += ["", "## Memory per idle relayed connection (%d connections, one request each, then "
           "idle), one worker" % params["MEM_CONNS"], ""]
     L += table(["proxy", "relayed", "PSS KiB/conn", "RSS KiB/conn", "PSS before → after (KiB)"],
@@ -634,7 +647,8 @@ def write_markdown(path, machine, params, s, errors):
          passes_note(passes),
          "- values are medians over the repetitions; ×direct is the median of the per-repetition "
          "ratios to the direct run of the same repetition (and pass). CPU is the proxy's "
-         "utime+stime (whole process tree, all threads) per request."]
+         "utime+stime (whole process tree, all threads) per request, and per GB that iperf3 "
+         "received."]
     L += keepalive_section(s["http_keepalive"], params)
     L += close_section(s["http_close"])
     L += one_worker_sections(s, params)
