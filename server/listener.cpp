@@ -18,6 +18,9 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 // while the connections already open finish and give descriptors back.
 constexpr auto resource_backoff = 100ms;
 constexpr auto resource_log_interval = 1s;
+// Connections taken in one go after a wake-up, at most: a flood of new ones must not
+// keep the worker from relaying for the ones it has.
+constexpr int max_accepts_per_wake = 64;
 
 // Errors that concern one client only: take the next one at once.
 bool is_per_connection(const boost::system::error_code& ec) {
@@ -31,6 +34,26 @@ std::string_view accept_error_name(const boost::system::error_code& ec) {
     if (ec == boost::system::errc::no_buffer_space) return "enobufs";
     if (ec == boost::system::errc::not_enough_memory) return "enomem";
     return "other";
+}
+
+// Counts a new connection in and starts its session, or resets it when the listener
+// is at max_connections.
+void admit(worker& owner, listener_runtime& listener, tcp_socket socket, const tcp::endpoint& peer) {
+    listener.metrics.accepted->Increment();
+    // Count first, then check: workers accept concurrently and share the count.
+    auto live_before = listener.live.fetch_add(1, std::memory_order_relaxed);
+    if (listener.cfg.max_connections && live_before >= *listener.cfg.max_connections) {
+        listener.live.fetch_sub(1, std::memory_order_relaxed);
+        listener.metrics.rejected_max_connections->Increment();
+        listener.metrics.closed_with({initiator::proxy, close_how::limit, "max_connections"});
+        log_rejected(owner, listener, socket, {initiator::proxy, close_how::limit, "max_connections"});
+        close_socket(socket, close_kind::abortive_rst);
+        return;
+    }
+    auto& s = owner.open_session(listener, std::move(socket), peer);
+    net::co_spawn(owner.context(), run_session(s), [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value in the relay
+    });
 }
 
 }  // namespace
@@ -51,6 +74,9 @@ tcp::acceptor open_acceptor(net::io_context& context, const tcp::endpoint& endpo
 net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp::acceptor& acceptor) {
     net::steady_timer backoff(co_await net::this_coro::executor);
     tcp::endpoint peer;  // filled by accept() itself: no getpeername() per connection
+    // The accepts that take what is left in the queue after a wake-up must not block.
+    boost::system::error_code ignored;
+    acceptor.non_blocking(true, ignored);
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(owner.context(), peer, use_tuple);
         if (!acceptor.is_open()) co_return;
@@ -71,21 +97,19 @@ net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp:
             if (!acceptor.is_open()) co_return;
             continue;
         }
-        listener.metrics.accepted->Increment();
-        // Count first, then check: workers accept concurrently and share the count.
-        auto live_before = listener.live.fetch_add(1, std::memory_order_relaxed);
-        if (listener.cfg.max_connections && live_before >= *listener.cfg.max_connections) {
-            listener.live.fetch_sub(1, std::memory_order_relaxed);
-            listener.metrics.rejected_max_connections->Increment();
-            listener.metrics.closed_with({initiator::proxy, close_how::limit, "max_connections"});
-            log_rejected(owner, listener, socket, {initiator::proxy, close_how::limit, "max_connections"});
-            close_socket(socket, close_kind::abortive_rst);
-            continue;
+        admit(owner, listener, std::move(socket), peer);
+        // The connections already waiting are taken now, before any session relays:
+        // the sessions connect one after another, and their first bytes leave together
+        // (start_relay_soon in relay.cpp). Any error ends the round; the next
+        // async_accept meets it again and handles it.
+        for (int taken = 1; taken < max_accepts_per_wake; ++taken) {
+            boost::system::error_code more_ec;
+            tcp_socket more(owner.context());
+            acceptor.accept(more, peer, more_ec);
+            if (is_per_connection(more_ec)) continue;
+            if (more_ec) break;
+            admit(owner, listener, std::move(more), peer);
         }
-        auto& s = owner.open_session(listener, std::move(socket), peer);
-        net::co_spawn(owner.context(), run_session(s), [](std::exception_ptr e) {
-            if (e) std::rethrow_exception(e);  // a bug: every I/O outcome is a value in the relay
-        });
     }
 }
 

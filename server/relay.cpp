@@ -488,6 +488,10 @@ void end_relay(session& s) {
 
 // From an open upstream connection on, the session runs on handlers alone.
 void start_relay(session& s) {
+    if (s.terminating) {
+        retire(s);
+        return;
+    }
     apply_stream_options(s.upstream, s.listener.cfg);
     s.touch();
     update_state(s);
@@ -496,6 +500,13 @@ void start_relay(session& s) {
         start_both<splice_channel>(s);
     else
         start_both<copy_channel>(s);
+}
+
+// The relay starts once the worker has taken, and connected, every connection that
+// was waiting to be accepted (see accept_loop): the upstream then finds several new
+// connections and their first bytes per wake-up, instead of waking up for each.
+void start_relay_soon(session& s) {
+    net::post(s.client.get_executor(), [&s] { start_relay(s); });
 }
 
 }  // namespace
@@ -509,7 +520,7 @@ net::awaitable<void> run_session(session& s) {
             retire(s);
             co_return;
         }
-        start_relay(s);
+        start_relay_soon(s);
         co_return;
     }
     tcp::endpoint connected;
@@ -530,7 +541,7 @@ net::awaitable<void> run_session(session& s) {
     listener.metrics.connect_duration->Observe(std::chrono::duration<double>(clock::now() - s.started).count());
     s.upstream_endpoint = connected;
     listener.note_upstream(connected);
-    start_relay(s);
+    start_relay_soon(s);
 }
 
 }  // namespace halfpipe

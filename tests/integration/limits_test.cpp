@@ -193,6 +193,41 @@ TEST(Limits, SpliceRefusedCopies) {
     EXPECT_EQ(entry->number("bytes_to_client"), static_cast<long long>(answer.size())) << entry->line;
 }
 
+// After a wake-up the worker takes every connection that waits, one after another,
+// before it relays for any of them; max_connections holds for each: of a burst of
+// ten, three are relayed and seven reset.
+TEST(Limits, MaxConnectionsHoldsForABurst) {
+    upstream server("127.0.0.1", upstream::echo());
+    halfpipe proxy({.upstream = server.address(), .extra = {"--workers", "1", "--max-connections", "3"}});
+    std::vector<socket_fd> clients;
+    for (int i = 0; i < 10; ++i) {
+        socket_fd c = proxy.connect(2s);
+        ASSERT_TRUE(c) << "the kernel accepts the connection; halfpipe resets it if it must" << log_of(proxy);
+        clients.push_back(std::move(c));
+    }
+    int relayed = 0, reset = 0;
+    for (auto& c : clients) {
+        // A rejected client reads the reset at once; a relayed one reads nothing yet.
+        // (Written to first, a reset socket would report the reset to the write, and
+        // the read after it would look like a clean EOF.)
+        auto first = read_until_end(c.get(), clock::now() + 300ms);
+        if (first.end == read_end::reset) ++reset;
+        if (first.end != read_end::timeout) continue;
+        if (!write_all_ok(c.get(), "x", 1s)) continue;
+        auto r = read_exact(c.get(), 1, clock::now() + 3s);
+        if (r.end == read_end::data && r.data == "x") ++relayed;
+    }
+    EXPECT_EQ(relayed, 3) << log_of(proxy);
+    EXPECT_EQ(reset, 7) << log_of(proxy);
+    EXPECT_EQ(server.accepted(), 3u) << "halfpipe connected more clients than max_connections to the upstream";
+    int limited = 0;
+    while (auto entry = proxy.next_access(2s)) {
+        if (entry->get("how") == "limit") ++limited;
+        if (limited == 7) break;
+    }
+    EXPECT_EQ(limited, 7) << log_of(proxy);
+}
+
 TEST(Limits, MaxConnectionsResetsTheThirdClient) {
     upstream server;
     halfpipe proxy({.upstream = server.address(), .extra = {"--max-connections", "2"}});
