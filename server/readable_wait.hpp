@@ -5,17 +5,15 @@
 // socket that is readable already reports at once: several syscalls per connection,
 // and one per direction per request on a keep-alive connection. The relay does not
 // need it: its sockets are registered edge-triggered for input from the start, and
-// it waits only after a read found nothing more (EAGAIN), so the next arrival raises
-// a fresh edge anyway.
+// it waits only after its reads found nothing more (EAGAIN) or the end (EOF), so
+// whatever arrives next raises a fresh edge, which completes this wait.
 //
-// The relay waits only after its reads found nothing more (EAGAIN) or the end (EOF):
-// whatever arrives from then on raises an edge, which completes this wait. So the
-// wait is queued at once, without the speculative completion Asio would make for a
-// descriptor that saw an event since its last wait: that event was read already,
-// and completing on it would cost a wake-up and a read that finds nothing. Closing
-// or cancelling the socket ends the wait with operation_aborted, as with async_wait.
-// A caller that waits before its reads reach EAGAIN may sleep through data or a FIN
-// that is already there: never do that.
+// So the wait is queued at once, without the speculative completion Asio would make
+// for a descriptor that saw an event since its last wait: that event was read
+// already, and completing on it would cost a wake-up and a read that finds nothing.
+// Closing or cancelling the socket ends the wait with operation_aborted, as with
+// async_wait. A caller that waits before its reads reach EAGAIN may sleep through
+// data or a FIN that is already there: never do that.
 #include <cstddef>
 #include <memory>
 #include <utility>
