@@ -476,13 +476,7 @@ void end_relay(session& s) {
         net::post(s.client.get_executor(), [&s] { end_relay(s); });
         return;
     }
-    if (!s.terminating) {
-        // Both FINs were passed on, and end_of_source closed the sockets then: this
-        // only makes sure of it.
-        s.set_state(relay_state::closing);
-        close_socket(s.client, close_kind::immediate);
-        close_socket(s.upstream, close_kind::immediate);
-    }
+    // Closed already: by whoever set terminating, or by end_of_source at the second FIN.
     retire(s);
 }
 
