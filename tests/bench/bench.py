@@ -47,7 +47,23 @@ REPS = env_int("REPS", 3)
 DURATION = env_int("DURATION", 2 if QUICK else 5)
 CONCS = [int(c) for c in os.environ.get("CONCS", "50" if QUICK else "10 50 200").split()]
 IPERF_SECONDS = env_int("IPERF_SECONDS", 2 if QUICK else 10)
-MEM_CONNS = env_int("MEM_CONNS", 500 if QUICK else 2000)
+
+
+def default_mem_conns():
+    """10,000 idle relayed connections, as the benchmark's spec asks, or as many as the
+    descriptor limit allows: the proxies inherit this script's limit (raised to the hard
+    one), and each relayed connection holds two of their descriptors, client and upstream.
+    The reserve covers listeners, epoll, logs, pipes for splice and HAProxy's margin
+    (conf/haproxy.cfg.tmpl)."""
+    if QUICK:
+        return 500
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 10000
+    return max(100, min(10000, (hard - 400) // 2))
+
+
+MEM_CONNS = env_int("MEM_CONNS", default_mem_conns())
 RESULTS = os.environ.get("RESULTS_DIR", os.path.join(HERE, "results"))
 WORK = os.environ.get("BENCH_WORK") or "/tmp/halfpipe-bench.%d" % os.getpid()
 PIDFILE = os.path.join(WORK, "pids")
@@ -346,7 +362,8 @@ class Bench:
         P = self.port
         vals = {"WORK": WORK, "NAME": inst, "WORKERS": workers, "HTTP_PORT": P[inst + "_http"],
                 "BACKEND_PORT": P["backend_" + inst], "IPERF_PROXY_PORT": P[inst + "_iperf"],
-                "IPERF_PORT": P["iperf"], "IPERF_SPLICE_PORT": P.get(inst + "_iperf_splice", 0)}
+                "IPERF_PORT": P["iperf"], "IPERF_SPLICE_PORT": P.get(inst + "_iperf_splice", 0),
+                "MAXCONN": max(7000, MEM_CONNS + 20)}
         if proxy == "halfpipe":
             cfg = render("halfpipe.yaml.tmpl", inst + ".yaml", vals)
             return [self.procs.start(inst, [HALFPIPE, "--config", cfg, "--workers", str(workers),
@@ -616,6 +633,9 @@ def one_worker_sections(s, params):
                 for r in s["iperf3"]])
     L += ["", "## Memory per idle relayed connection (%d connections, one request each, then "
           "idle), one worker" % params["MEM_CONNS"], ""]
+    if params["MEM_CONNS"] < 10000 and params.get("NOFILE"):
+        L += ["Fewer than 10,000: each relayed connection holds two of a proxy's descriptors, and "
+              "the hard limit on open files here is %d." % params["NOFILE"], ""]
     L += table(["proxy", "relayed", "PSS KiB/conn", "RSS KiB/conn", "PSS before → after (KiB)"],
                [[r["target"], "%d/%d" % (r["relayed"], r["conns"]), fmt(r["pss_kib_per_conn"], 2),
                  fmt(r["rss_kib_per_conn"], 2),
@@ -829,7 +849,8 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     machine = machine_info()
     params = {"QUICK": int(QUICK), "REPS": REPS, "DURATION": DURATION, "CONCS": CONCS,
-              "WORKERS": WORKERS, "IPERF_SECONDS": IPERF_SECONDS, "MEM_CONNS": MEM_CONNS}
+              "WORKERS": WORKERS, "IPERF_SECONDS": IPERF_SECONDS, "MEM_CONNS": MEM_CONNS,
+              "NOFILE": resource.getrlimit(resource.RLIMIT_NOFILE)[1]}
     log("params", params, "work dir", WORK)
     b = Bench()
     t0 = time.time()

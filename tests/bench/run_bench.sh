@@ -29,7 +29,7 @@
 #   CONCS          wrk connection counts      "10 50 200"   ["50"]
 #   WORKERS        worker counts, a pass each ("1" skips the two-worker pass)   "1 2"   ["1 2"]
 #   IPERF_SECONDS  seconds per iperf3 run     10  [2]
-#   MEM_CONNS      idle relayed connections for the memory test   2000   [500]
+#   MEM_CONNS      idle relayed connections for the memory test   10000, or what the open-file limit allows   [500]
 #   RESULTS_DIR    where latest.* go          tests/bench/results
 #   NO_INSTALL=1   do not call apt-get (fail if a tool is missing)
 #
