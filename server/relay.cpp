@@ -75,6 +75,25 @@ net::awaitable<void> pass_reset(session& s, direction d) {
     co_await pass_reset(s, d, s.reset_seen[d] ? s.reset_deadline : clock::now() + s.listener.cfg.timeouts.rst_flush);
 }
 
+// A write of the other direction met the reset of d's source, and took its error.
+// What that peer sent before the reset may still wait in the source: d reads it
+// out and passes it on, then reads EOF from the closed socket, and passes the
+// reset on (pass_fin), all within rst_flush. A pump of d that waits for its sink
+// (and maybe its source, for this reset, which it can no longer see) is woken to
+// take the deadline. Its waits are the only ones pending on the two sockets: the
+// other direction is over.
+void expect_reset(session& s, direction d) {
+    if (!s.reset_seen[d]) {
+        s.reset_seen[d] = true;
+        s.reset_deadline = clock::now() + s.listener.cfg.timeouts.rst_flush;
+    }
+    if (s.writing[d]) {
+        boost::system::error_code ignored;
+        s.client.cancel(ignored);
+        s.upstream.cancel(ignored);
+    }
+}
+
 // Any other I/O failure (keepalive timeout, unreachable): end both sides the way
 // the linger policy says.
 void fail(session& s, direction d, const boost::system::error_code& ec) {
@@ -140,7 +159,13 @@ void arm_watchdog(session& s) {
 // reads the source while its pump is stuck: so the source is watched for errors
 // in the same wait. After a reset the bytes it sent before still leave, until
 // rst_flush is over; then the reset is passed on anyway. False: the pump stops.
-net::awaitable<bool> wait_for_sink(session& s, direction d) {
+//
+// The kernel reports a hang-up (both ways shut: its FIN came after ours) and
+// pending urgent data for as long as they last, and every such wait re-arms epoll
+// (EPOLL_CTL_MOD), which reports them again at once: watching on would spin. So
+// a wake that was no error ends the watch for the rest of the drain
+// (watch_source); a reset is then seen when the source is read again.
+net::awaitable<bool> wait_for_sink(session& s, direction d, bool& watch_source) {
     auto& source = source_of(s, d);
     auto& sink = sink_of(s, d);
     if (s.reset_seen[d]) {
@@ -154,6 +179,10 @@ net::awaitable<bool> wait_for_sink(session& s, direction d) {
         }
         co_return true;
     }
+    if (!watch_source) {
+        co_await sink.async_wait(tcp::socket::wait_write, use_tuple);
+        co_return !s.terminating;
+    }
     auto result = co_await (sink.async_wait(tcp::socket::wait_write, use_tuple) ||
                             source.async_wait(tcp::socket::wait_error, use_tuple));
     if (s.terminating) co_return false;
@@ -166,6 +195,8 @@ net::awaitable<bool> wait_for_sink(session& s, direction d) {
     } else if (error != 0) {
         fail(s, d, boost::system::error_code(error, boost::system::system_category()));
         co_return false;
+    } else {
+        watch_source = false;
     }
     co_return true;
 }
@@ -240,16 +271,15 @@ bool cannot_splice(const boost::system::error_code& ec) {
     return ec == boost::system::errc::invalid_argument || ec == boost::system::errc::function_not_supported;
 }
 
-void count_read(session& s, direction d, std::size_t n) {
-    s.bytes[d] += n;
-    s.touch();
-}
-
-// One write of what the channel holds; what leaves is counted in the byte metric.
+// One write of what the channel holds. What leaves is what counts, in the session
+// (access log) as in the metric: bytes read from a source whose sink then reset
+// were never relayed.
 template <typename Channel>
 void write_counted(session& s, direction d, Channel& channel, boost::system::error_code& ec) {
     const std::size_t written = channel.write(sink_of(s, d), ec);
-    if (written > 0) s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
+    if (written == 0) return;
+    s.bytes[d] += written;
+    s.listener.metrics.bytes[d]->Increment(static_cast<double>(written));
 }
 
 // How one wake of a direction ended.
@@ -275,9 +305,10 @@ template <typename Channel>
 net::awaitable<drained> drain(session& s, direction d, Channel channel, handover h) {
     auto& source = source_of(s, d);
     int reads = 0;
+    bool watch_source = true;  // see wait_for_sink
     for (bool handed_over = true;; handed_over = false) {
         boost::system::error_code ec = handed_over ? h.read_error : boost::system::error_code();
-        const std::size_t n = handed_over ? h.n : channel.read(source, ec);
+        if (!handed_over) channel.read(source, ec);  // the channel keeps what it holds
         if (would_block(ec)) co_return drained::more;
         if (Channel::splices && cannot_splice(ec)) co_return drained::copy_instead;
         if (ec == net::error::eof) co_return drained::eof;
@@ -289,7 +320,7 @@ net::awaitable<drained> drain(session& s, direction d, Channel channel, handover
             fail(s, d, ec);
             co_return drained::over;
         }
-        if (!handed_over) count_read(s, d, n);
+        if (!handed_over) s.touch();
         // The wait when the sink is full also watches the source for a reset.
         ec = handed_over ? h.write_error : boost::system::error_code();
         bool suspended = false;
@@ -298,7 +329,7 @@ net::awaitable<drained> drain(session& s, direction d, Channel channel, handover
             if (would_block(ec)) {
                 ec = {};
                 suspended = true;
-                if (!co_await wait_for_sink(s, d)) break;  // the session is ending
+                if (!co_await wait_for_sink(s, d, watch_source)) break;  // the session is ending
             }
             if (ec || channel.pending() == 0) break;
             write_counted(s, d, channel, ec);
@@ -306,8 +337,11 @@ net::awaitable<drained> drain(session& s, direction d, Channel channel, handover
         s.writing[d] = false;
         if (s.terminating) co_return drained::over;
         if (is_peer_reset(ec)) {
-            // The sink's peer reset: that is the source of the other direction.
-            co_await pass_reset(s, opposite(d));
+            // The sink's peer reset: it is the source of the other direction.
+            if (s.finished[opposite(d)])
+                co_await pass_reset(s, opposite(d));  // which read it to its FIN: nothing is left
+            else
+                expect_reset(s, opposite(d));
             co_return drained::over;
         }
         if (ec) {
@@ -389,6 +423,7 @@ void end_of_source(session& s, direction d) {
         // close now (the second FIN leaves with this close), which also ends the other
         // direction's watch; the watchdog ends with it, so that every handler still
         // pending on the session runs in the same turn of the loop.
+        s.terminating = true;  // a watchdog wake already queued must not time it out now
         s.watchdog.cancel();
         close_socket(s.client, close_kind::immediate);
         close_socket(s.upstream, close_kind::immediate);
@@ -430,7 +465,7 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
         if (would_block(h.read_error)) return await_readable<Channel>(s, d);
         if (h.read_error == net::error::eof) return end_of_source(s, d);
         if (h.read_error) break;
-        count_read(s, d, h.n);
+        s.touch();
         write_counted(s, d, channel, h.write_error);
         // A full read, a sink that did not take it all, or a source that keeps
         // trickling: drain() takes over.

@@ -2,6 +2,9 @@
 // keeps flowing; the half-close timer ends a half-closed connection with resets.
 #include <gtest/gtest.h>
 
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+
 #include <future>
 #include <thread>
 
@@ -50,6 +53,59 @@ TEST(HalfClose, ClientFinThenUpstreamAnswersLater) {
 
     EXPECT_EQ(wait_socket_fds_at_most(proxy.pid(), baseline, 3s), baseline)
         << "halfpipe still holds sockets of the closed connection";
+}
+
+// Both FINs are in, and the client reads slowly. halfpipe's upstream socket is then
+// shut both ways, which epoll reports as a hang-up for as long as it lasts: the wait
+// for the client must not wake on it again and again.
+TEST(HalfClose, SlowClientAfterBothFinsCostsNoCpu) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    const int rcvbuf = 64 * 1024;  // the client holds little of the answer
+    ASSERT_EQ(::setsockopt(p.client.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    ASSERT_TRUE(write_all_ok(p.client.get(), "request"));
+    shutdown_write(p.client.get());
+    ASSERT_EQ(read_until_end(p.up.get(), clock::now() + 5s).end, read_end::eof) << log_of(proxy);
+
+    // The upstream answers until halfpipe stops reading it: its send queue toward the
+    // client is full. Each piece waits until halfpipe's kernel has it, so that the
+    // FIN that follows gets in behind the last one.
+    const std::uint16_t halfpipe_side = peer_port(p.up.get()), upstream_port = local_port(p.up.get());
+    const std::string piece = random_bytes(64 * 1024, 31);
+    std::string answer;
+    for (;;) {
+        ASSERT_LT(answer.size(), 64u << 20) << "halfpipe never stopped reading" << log_of(proxy);
+        ASSERT_TRUE(write_all_ok(p.up.get(), piece, 5s)) << log_of(proxy);
+        answer += piece;
+        ASSERT_TRUE(wait_send_queue_empty(p.up.get(), clock::now() + 5s)) << log_of(proxy);
+        // Unread, and still unread a moment later: not a busy halfpipe, a stopped one.
+        std::this_thread::sleep_for(20ms);
+        const std::size_t unread = kernel_unread_bytes(halfpipe_side, upstream_port).value_or(0);
+        if (unread == 0) continue;
+        std::this_thread::sleep_for(50ms);
+        if (kernel_unread_bytes(halfpipe_side, upstream_port).value_or(0) >= unread) break;
+    }
+    shutdown_write(p.up.get());
+    // The upstream had the client's FIN already: once halfpipe has acknowledged this
+    // FIN too, the upstream's socket goes from LAST_ACK to CLOSE. halfpipe's socket is
+    // then shut both ways (the kernel moves it to CLOSE), with bytes still to read.
+    const auto deadline = clock::now() + 5s;
+    while (tcp_state(p.up.get()) != TCP_CLOSE && clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    ASSERT_EQ(tcp_state(p.up.get()), TCP_CLOSE) << "halfpipe did not take the FIN" << log_of(proxy);
+    int at_client = 0;
+    ASSERT_EQ(::ioctl(p.client.get(), FIONREAD, &at_client), 0);
+    ASSERT_LT(static_cast<std::size_t>(at_client), answer.size()) << "halfpipe holds none of the answer";
+
+    const double before = cpu_seconds(proxy.pid());
+    std::this_thread::sleep_for(1s);
+    const double used = cpu_seconds(proxy.pid()) - before;
+    EXPECT_LT(used, 0.2) << "halfpipe used " << used << " s of CPU in 1 s while it waited for a slow client";
+
+    auto client_read = read_until_end(p.client.get(), clock::now() + 10s);
+    EXPECT_EQ(client_read.end, read_end::eof) << to_string(client_read.end) << log_of(proxy);
+    EXPECT_EQ(describe_difference(answer, client_read.data), "");
 }
 
 TEST(HalfClose, UpstreamFinThenClientKeepsSending) {

@@ -2,6 +2,8 @@
 // were already sent; a close() with data still flowing resets the other side.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <atomic>
 #include <future>
 #include <thread>
@@ -100,6 +102,42 @@ TEST(Reset, UpstreamAbortDeliversWrittenBytesThenResetsClient) {
     EXPECT_EQ(entry->get("initiator"), "upstream") << entry->line;
     EXPECT_EQ(entry->get("how"), "rst") << entry->line;
     EXPECT_EQ(entry->number("bytes_to_client"), static_cast<long long>(payload.size())) << entry->line;
+}
+
+// The upstream answers and resets while the client's next bytes are on their way.
+// halfpipe, stopped meanwhile, finds both when it resumes, the client's first: the
+// write toward the upstream meets the reset before the upstream's answer is read.
+// The answer must still reach the client, then the reset.
+TEST(Reset, UpstreamAnswerBeforeItsResetSurvivesAWriteThatMeetsTheReset) {
+    upstream server;
+    halfpipe proxy({.upstream = server.address()});
+    relay_pair p;
+    ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
+    ASSERT_TRUE(round_trip(p.client.get(), p.up.get(), "hello", "welcome")) << log_of(proxy);
+    const std::string answer = random_bytes(32 * 1024, 25);
+
+    struct resume {
+        pid_t pid;
+        ~resume() { ::kill(pid, SIGCONT); }
+    } resume_on_exit{proxy.pid()};
+    ASSERT_TRUE(stop_and_wait(proxy.pid()));
+    ASSERT_TRUE(write_all_ok(p.client.get(), "more of the request", 2s));
+    ASSERT_TRUE(write_all_ok(p.up.get(), answer, 2s));
+    abort_close(p.up);
+    std::this_thread::sleep_for(100ms);  // the kernel takes both for halfpipe
+    ASSERT_EQ(::kill(proxy.pid(), SIGCONT), 0);
+
+    auto r = read_until_end(p.client.get(), clock::now() + 5s);
+    EXPECT_EQ(describe_difference(answer, r.data), "") << "the answer sent before the reset was lost" << log_of(proxy);
+    EXPECT_EQ(r.end, read_end::reset) << to_string(r.end) << log_of(proxy);
+
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("initiator"), "upstream") << entry->line;
+    EXPECT_EQ(entry->get("how"), "rst") << entry->line;
+    // What reached a socket counts, not what was read: the last client bytes never did.
+    EXPECT_EQ(entry->number("bytes_to_upstream"), 5) << entry->line;
+    EXPECT_EQ(entry->number("bytes_to_client"), static_cast<long long>(7 + answer.size())) << entry->line;
 }
 
 // Writes chunks until the socket fails or the deadline passes; returns errno and when.

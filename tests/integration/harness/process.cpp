@@ -13,8 +13,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 namespace it {
 
@@ -317,6 +320,48 @@ std::size_t count_fds(pid_t pid) {
 
 std::size_t count_threads(pid_t pid) {
     return count_dir("/proc/" + std::to_string(pid) + "/task", [](const std::string&) { return true; });
+}
+
+namespace {
+char thread_state(const std::string& stat_path) {
+    std::ifstream in(stat_path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto paren = text.rfind(')');
+    return paren == std::string::npos || paren + 2 >= text.size() ? '?' : text[paren + 2];
+}
+}  // namespace
+
+bool stop_and_wait(pid_t pid) {
+    if (::kill(pid, SIGSTOP) != 0) return false;
+    const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+    const auto deadline = clock::now() + 2s;
+    while (clock::now() < deadline) {
+        bool all_stopped = true;
+        DIR* dir = ::opendir(task_dir.c_str());
+        if (!dir) return false;
+        while (const dirent* e = ::readdir(dir)) {
+            if (e->d_name[0] == '.') continue;
+            if (thread_state(task_dir + "/" + e->d_name + "/stat") != 'T') all_stopped = false;
+        }
+        ::closedir(dir);
+        if (all_stopped) return true;
+        std::this_thread::sleep_for(1ms);
+    }
+    return false;
+}
+
+double cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // The command name may hold spaces: the fields start after its closing parenthesis.
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 std::optional<std::size_t> vm_rss_kib(pid_t pid) {

@@ -118,6 +118,11 @@ run_result run_to_exit(const std::string& path, const std::vector<std::string>& 
 std::size_t count_socket_fds(pid_t pid);
 std::size_t count_fds(pid_t pid);
 std::size_t count_threads(pid_t pid);
+// SIGSTOP, then waits (up to 2 s) until every thread has stopped: kill() returns
+// before they do. False if they did not.
+bool stop_and_wait(pid_t pid);
+// CPU time (user + system) of every thread of the process so far, in seconds.
+double cpu_seconds(pid_t pid);
 std::optional<std::size_t> vm_rss_kib(pid_t pid);
 
 }  // namespace it

@@ -446,29 +446,55 @@ exchange_result exchange(int fd, std::string_view out, std::size_t in_expected, 
 // ---- kernel tables ------------------------------------------------------------
 
 namespace {
-// Sockets in `state` (TCP_* from netinet/tcp.h) whose (local, remote) ports match.
-template <typename Match>
-std::size_t count_kernel_sockets_if(int state, Match match) {
-    std::size_t n = 0;
+struct kernel_socket {
+    std::uint16_t local_port;
+    std::uint16_t remote_port;
+    int state;           // TCP_* from netinet/tcp.h
+    std::size_t unread;  // rx_queue
+};
+
+// Every TCP socket of the namespace, from /proc/net/tcp{,6}; stops when visit returns true.
+template <typename Visit>
+void visit_kernel_sockets(Visit visit) {
+    auto port_of = [](const std::string& addr) {
+        return static_cast<std::uint16_t>(std::stoul(addr.substr(addr.rfind(':') + 1), nullptr, 16));
+    };
     for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
         std::ifstream in(table);
         std::string line;
         std::getline(in, line);  // header
         while (std::getline(in, line)) {
             std::istringstream fields(line);
-            std::string sl, local, remote, st;
-            if (!(fields >> sl >> local >> remote >> st)) continue;
-            auto port_of = [](const std::string& addr) {
-                const auto colon = addr.rfind(':');
-                return static_cast<std::uint16_t>(std::stoul(addr.substr(colon + 1), nullptr, 16));
-            };
-            if (static_cast<int>(std::stoul(st, nullptr, 16)) != state) continue;
-            if (match(port_of(local), port_of(remote))) ++n;
+            std::string sl, local, remote, st, queues;
+            if (!(fields >> sl >> local >> remote >> st >> queues)) continue;
+            const kernel_socket k{port_of(local), port_of(remote), static_cast<int>(std::stoul(st, nullptr, 16)),
+                                  static_cast<std::size_t>(std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16))};
+            if (visit(k)) return;
         }
     }
+}
+
+// Sockets in `state` whose (local, remote) ports match.
+template <typename Match>
+std::size_t count_kernel_sockets_if(int state, Match match) {
+    std::size_t n = 0;
+    visit_kernel_sockets([&](const kernel_socket& k) {
+        if (k.state == state && match(k.local_port, k.remote_port)) ++n;
+        return false;
+    });
     return n;
 }
 }  // namespace
+
+std::optional<std::size_t> kernel_unread_bytes(std::uint16_t local_port, std::uint16_t remote_port) {
+    std::optional<std::size_t> unread;
+    visit_kernel_sockets([&](const kernel_socket& k) {
+        if (k.local_port != local_port || k.remote_port != remote_port) return false;
+        unread = k.unread;
+        return true;
+    });
+    return unread;
+}
 
 std::size_t count_kernel_sockets(std::uint16_t port, int state) {
     return count_kernel_sockets_if(state, [&](std::uint16_t local, std::uint16_t remote) {

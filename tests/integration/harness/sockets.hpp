@@ -132,6 +132,9 @@ exchange_result exchange(int fd, std::string_view out, std::size_t in_expected, 
 // Sockets in the kernel tables (/proc/net/tcp and tcp6) in TCP state `state`
 // (e.g. TCP_TIME_WAIT) whose local or remote port is `port`.
 std::size_t count_kernel_sockets(std::uint16_t port, int state);
+// Bytes received and not yet read by whoever holds the socket with these ports, from
+// /proc/net/tcp{,6} (any process's socket); nullopt if there is none.
+std::optional<std::size_t> kernel_unread_bytes(std::uint16_t local_port, std::uint16_t remote_port);
 // The same for the sockets of one connection: ports a and b at either end. A port
 // alone may match sockets of other connections (and other tests) that used it before.
 std::size_t count_kernel_sockets_between(std::uint16_t a, std::uint16_t b, int state);
