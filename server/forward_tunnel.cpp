@@ -68,11 +68,22 @@ forward::connect_failure failure_of(const connect_result& r) {
     return forward::classify_errno(r.error.value());
 }
 
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) reaches the IPv4 address itself.
+net::ip::address unmapped(const net::ip::address& a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6());
+    return a;
+}
+
+// Linux sends a connect to the unspecified address (0.0.0.0, ::) to loopback: past
+// every ACL rule written for real addresses. No client has a reason to ask for it.
+bool is_unspecified_destination(const tcp::endpoint& ep) { return unmapped(ep.address()).is_unspecified(); }
+
 // Connecting to one of our own listeners would loop a client back into halfpipe.
 bool is_own_listener(const listener_runtime& l, const tcp::endpoint& ep) {
+    const auto to = unmapped(ep.address());
     for (const auto& other : l.all_bound ? *l.all_bound : l.bound)
         if (other.port() == ep.port() &&
-            (other.address() == ep.address() || other.address().is_unspecified() || ep.address().is_loopback()))
+            (unmapped(other.address()) == to || other.address().is_unspecified() || to.is_loopback()))
             return true;
     return false;
 }
@@ -244,7 +255,8 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
     const std::string requested = req->target.host;
     // Named, not temporaries: GCC 12 mishandles temporaries that live across a co_await.
     const endpoint_filter allowed = [&](const tcp::endpoint& ep) {
-        return !is_own_listener(listener, ep) && acl.check_address(requested, to_ip(ep.address()), ep.port()).allowed;
+        return !is_unspecified_destination(ep) && !is_own_listener(listener, ep) &&
+               acl.check_address(requested, to_ip(ep.address()), ep.port()).allowed;
     };
     const upstream_target target{req->target.host, req->target.port};
     tcp::endpoint connected;

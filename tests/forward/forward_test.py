@@ -445,7 +445,11 @@ def connect_refused():
 @test(15)
 def connect_own_listener():
     hp = Halfpipe(config=forward_config(socks=True), listeners=["fwd", "sox"])
-    for authority in (f"127.0.0.1:{hp.port}", f"localhost:{hp.port}", f"127.0.0.1:{hp.ports['sox']}"):
+    admin_port = hp.admin[1]
+    # The IPv4-mapped form of a loopback address reaches the same sockets.
+    for authority in (f"127.0.0.1:{hp.port}", f"localhost:{hp.port}", f"127.0.0.1:{hp.ports['sox']}",
+                      f"[::ffff:127.0.0.1]:{hp.port}", f"[::ffff:127.0.0.1]:{admin_port}",
+                      f"[::ffff:127.0.0.2]:{hp.ports['sox']}"):
         c, status, _, _ = tunnel(hp.port, authority)
         check_eq(f"403 for CONNECT to halfpipe's own listener {authority}", status, 403)
         check_eq(f"{authority}: closed after the 403", read_end(c, 3)[0], "eof")
@@ -454,8 +458,25 @@ def connect_own_listener():
     c, _, rep, _, _ = socks_tunnel(hp.ports["sox"], "127.0.0.1", hp.ports["sox"])
     check_eq("SOCKS5 to halfpipe's own socks listener: 0x02", rep, 0x02)
     check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
-             hp.metric("halfpipe_forward_rejections_total", reason="destination_denied"), 5)
+             hp.metric("halfpipe_forward_rejections_total", reason="destination_denied"), 8)
     assert_nothing_left(hp, "after loops refused")
+
+
+@test(15)
+def connect_unspecified_address():
+    # Linux connects 0.0.0.0 and :: to loopback: an ACL that denies loopback but allows
+    # everything else must not let them through.
+    up = RawUpstream()
+    acl = ['{deny: 127.0.0.0/8}', '{deny: "::1/128"}', '{allow: 0.0.0.0/0}', '{allow: "::/0"}']
+    hp = Halfpipe(config=forward_config(acl=acl), listeners=["fwd"])
+    for authority in (f"0.0.0.0:{up.port}", f"[::]:{up.port}", f"[::ffff:0.0.0.0]:{up.port}",
+                      f"[::ffff:127.0.0.1]:{up.port}"):
+        c, status, _, _ = tunnel(hp.port, authority)
+        check_eq(f"403 for {authority}", status, 403)
+        check_eq(f"{authority}: closed after the 403", read_end(c, 3)[0], "eof")
+    check("upstream was never connected", up.accepted_nothing())
+    check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
+             hp.metric("halfpipe_forward_rejections_total", listener="fwd", reason="destination_denied"), 4)
 
 
 @test(15)
