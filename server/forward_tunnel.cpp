@@ -260,7 +260,7 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
     };
     const upstream_target target{req->target.host, req->target.port};
     tcp::endpoint connected;
-    auto result = co_await connect_upstream(listener, target, s.upstream, connected, allowed);
+    auto result = co_await connect_upstream(listener, target, s.upstream, connected, s.terminating, allowed);
     if (s.terminating) co_return false;
     if (!result.ok) {
         co_await reply_failure(failure_of(result));

@@ -553,7 +553,7 @@ net::awaitable<void> run_session(session& s) {
         co_return;
     }
     tcp::endpoint connected;
-    auto result = co_await connect_upstream(listener, s.upstream, connected);
+    auto result = co_await connect_upstream(listener, s.upstream, connected, s.terminating);
     if (!s.terminating && !result.ok) {
         s.terminating = true;
         s.error = result.error;

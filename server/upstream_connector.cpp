@@ -91,17 +91,17 @@ net::awaitable<boost::system::error_code> connect_before(tcp_socket& socket, con
 }  // namespace
 
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp_socket& socket,
-                                                tcp::endpoint& connected_to) {
+                                                tcp::endpoint& connected_to, const bool& abandoned) {
     const auto& configured = listener.cfg.upstream.address;
     // Named, not a temporary: GCC 12 mishandles temporaries that live across a co_await.
     const upstream_target target{configured.host, configured.port};
     const endpoint_filter any_address;
-    co_return co_await connect_upstream(listener, target, socket, connected_to, any_address);
+    co_return co_await connect_upstream(listener, target, socket, connected_to, abandoned, any_address);
 }
 
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, const upstream_target& target,
                                                 tcp_socket& socket, tcp::endpoint& connected_to,
-                                                const endpoint_filter& allowed) {
+                                                const bool& abandoned, const endpoint_filter& allowed) {
     net::steady_timer deadline(co_await net::this_coro::executor, listener.cfg.timeouts.connect);
     // The configured upstream given as an IP literal: its address is known already.
     const auto& configured = listener.cfg.upstream.address;
@@ -124,8 +124,10 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, cons
             if (!allowed(endpoint))
                 co_return connect_result{false, "destination_denied", net::error::access_denied};
 
+    const connect_result aborted{false, "aborted", net::error::operation_aborted};
     boost::system::error_code last_error;
     for (const auto& endpoint : endpoints) {
+        if (abandoned) co_return aborted;
         boost::system::error_code ec;
         if (socket.is_open()) socket.close(ec);
         // Non-blocking from the start, so that neither the connect nor the relay
@@ -153,7 +155,7 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, cons
             connected_to = endpoint;
             co_return connect_result{true, {}, {}};
         }
-        if (connect_error == net::error::operation_aborted) co_return connect_result{false, "aborted", connect_error};
+        if (connect_error == net::error::operation_aborted) co_return aborted;
         last_error = connect_error;
     }
     co_return connect_result{false, classify(last_error), last_error};

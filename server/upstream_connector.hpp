@@ -26,12 +26,14 @@ using endpoint_filter = std::function<bool(const tcp::endpoint&)>;
 
 // Resolves (host names asynchronously, per connection) and connects `socket`, trying
 // each allowed address in turn; the listener's connect timeout bounds the whole attempt.
+// Once `abandoned` is true (the session was terminated meanwhile: its upstream socket
+// was not open yet, so nothing was closed) no socket is opened: reason "aborted".
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, const upstream_target& target,
                                                 tcp_socket& socket, tcp::endpoint& connected_to,
-                                                const endpoint_filter& allowed = nullptr);
+                                                const bool& abandoned, const endpoint_filter& allowed = nullptr);
 
 // The reverse-proxy form: the listener's configured upstream.
 net::awaitable<connect_result> connect_upstream(listener_runtime& listener, tcp_socket& socket,
-                                                tcp::endpoint& connected_to);
+                                                tcp::endpoint& connected_to, const bool& abandoned);
 
 }  // namespace halfpipe

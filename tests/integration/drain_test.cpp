@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstring>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <thread>
 
 #include "test_util.hpp"
@@ -101,6 +104,34 @@ TEST(Drain, ExitsAsSoonAsTheLastConnectionEnds) {
     ASSERT_TRUE(status) << "halfpipe still running 3 s after its last connection ended" << log_of(proxy);
     EXPECT_LT(clock::now() - t_end, 1500ms);
     EXPECT_EQ(proxy.proc().exit_code(), 0) << log_of(proxy);
+}
+
+// A session that the drain ends while its upstream's name is still being resolved
+// never opens a connection to that upstream once the name resolves. The preloaded
+// shim makes the lookup take 1 s; halfpipe gives ended sessions 2 s to unwind.
+TEST(Drain, SessionEndedWhileResolvingNeverConnects) {
+    upstream server;
+    const std::string address = server.address();
+    const std::string port = address.substr(address.rfind(':') + 1);
+    halfpipe proxy({.upstream = "slow.halfpipe.test:" + port,
+                    .extra = {"--drain-timeout", "100ms"},
+                    .env = {"LD_PRELOAD=" SLOW_RESOLVE_SHIM}});
+    std::ifstream maps("/proc/" + std::to_string(proxy.pid()) + "/maps");
+    const std::string mapped((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+    ASSERT_NE(mapped.find(SLOW_RESOLVE_SHIM), std::string::npos) << "the shim is not loaded" << log_of(proxy);
+
+    int err = 0;
+    auto client = proxy.connect(2s, &err);
+    ASSERT_TRUE(client) << std::strerror(err) << log_of(proxy);
+    std::this_thread::sleep_for(200ms);  // the lookup has begun
+    proxy.proc().send_signal(SIGTERM);
+    ASSERT_TRUE(proxy.wait_for_line(R"((^|\s)event=drain_timeout\b)", 2s)) << log_of(proxy);
+    auto status = proxy.proc().wait_exit(5s);
+    ASSERT_TRUE(status) << "halfpipe still running 5 s after SIGTERM" << log_of(proxy);
+    EXPECT_FALSE(server.accept(300ms)) << "halfpipe connected to the upstream of a session that had ended"
+                                       << log_of(proxy);
+    auto r = read_until_end(client.get(), clock::now() + 1s);
+    EXPECT_NE(r.end, read_end::timeout) << "the client's connection was left open";
 }
 
 }  // namespace
