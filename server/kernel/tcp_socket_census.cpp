@@ -393,7 +393,8 @@ void receive_dump(int fd, std::uint32_t seq, std::vector<std::uint64_t>& buffer,
 
         std::size_t at = 0;
         const auto end = static_cast<std::size_t>(received);
-        while (end - at >= sizeof(nlmsghdr)) {
+        // at can pass end: the last message's alignment padding may not have been sent.
+        while (at < end && end - at >= sizeof(nlmsghdr)) {
             nlmsghdr header;
             std::memcpy(&header, bytes + at, sizeof header);
             if (header.nlmsg_len < sizeof(nlmsghdr) || header.nlmsg_len > end - at) {
