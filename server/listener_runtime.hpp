@@ -18,6 +18,8 @@
 
 namespace halfpipe {
 
+class name_resolver;
+
 struct listener_runtime {
     const config::listener_config& cfg;
     std::size_t index;
@@ -29,6 +31,7 @@ struct listener_runtime {
     std::optional<forward::destination_acl> acl;       // forward modes
     std::unique_ptr<forward::credential_verifier> verifier;  // forward modes with auth
     password_checks* passwords = nullptr;                    // where verifier->verify runs
+    name_resolver* resolver = nullptr;  // host names: forward modes, or an upstream given by name
     const std::vector<tcp::endpoint>* all_bound = nullptr;  // every listener's, to refuse loops
     // steady_clock ticks of the last accept-error log line, shared by the workers so
     // that descriptor exhaustion is logged once per interval, not once per worker.

@@ -17,6 +17,7 @@
 #include "server/listener.hpp"
 #include "server/listener_runtime.hpp"
 #include "server/metrics/proxy_metrics.hpp"
+#include "server/name_resolver.hpp"
 #include "server/password_checks.hpp"
 #include "server/worker.hpp"
 
@@ -29,6 +30,9 @@ using clock = std::chrono::steady_clock;
 constexpr auto drain_poll_interval = 50ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
+// Lookups in flight at once: a getaddrinfo waits for its DNS server, not a core. A
+// name that never answers holds one thread for the resolver's own timeout.
+constexpr std::size_t resolver_threads = 16;
 
 kernel::endpoint census_endpoint(const tcp::endpoint& ep) {
     return kernel::endpoint::parse(ep.address().to_string(), ep.port());
@@ -57,6 +61,10 @@ public:
                 if (!passwords_) passwords_.emplace();
                 l->verifier = std::make_unique<forward::credential_verifier>(lc.auth->users, lc.auth->cache);
                 l->passwords = &*passwords_;
+            }
+            if (lc.mode != config::listener_mode::reverse || l->upstream_literal.empty()) {
+                if (!resolver_) resolver_.emplace(resolver_threads);
+                l->resolver = &*resolver_;
             }
             l->all_bound = &all_bound_;
             listeners_.push_back(std::move(l));
@@ -198,6 +206,9 @@ private:
     // Declared after the workers: joined first, so no password check can complete
     // into a destroyed io_context.
     std::optional<password_checks> passwords_;
+    // Declared after the workers, for the same reason: destroyed first, it sends no
+    // answer to a destroyed io_context.
+    std::optional<name_resolver> resolver_;
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "server/name_resolver.hpp"
 #include "server/socket_options.hpp"
 
 namespace halfpipe {
@@ -24,26 +25,12 @@ std::string_view classify(const boost::system::error_code& ec) {
     return "connect_error";
 }
 
-net::awaitable<std::vector<tcp::endpoint>> resolve(const upstream_target& target, net::steady_timer& deadline,
-                                                   boost::system::error_code& error) {
-    std::vector<tcp::endpoint> endpoints;
+net::awaitable<std::vector<tcp::endpoint>> resolve(listener_runtime& listener, const upstream_target& target,
+                                                   net::steady_timer& deadline, boost::system::error_code& error) {
     boost::system::error_code not_literal;
     auto literal = net::ip::make_address(target.host, not_literal);
-    if (!not_literal) {
-        endpoints.emplace_back(literal, target.port);
-        co_return endpoints;
-    }
-    tcp::resolver resolver(co_await net::this_coro::executor);
-    auto result = co_await (resolver.async_resolve(target.host, std::to_string(target.port), use_tuple) ||
-                            deadline.async_wait(use_tuple));
-    if (result.index() == 1) {
-        error = net::error::timed_out;
-        co_return endpoints;
-    }
-    auto [ec, results] = std::get<0>(result);
-    error = ec;
-    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
-    co_return endpoints;
+    if (!not_literal) co_return std::vector<tcp::endpoint>{tcp::endpoint(literal, target.port)};
+    co_return co_await listener.resolver->resolve(target.host, target.port, deadline, error);
 }
 
 // The connect, cut off when `deadline` expires: a plain handler on the timer
@@ -110,7 +97,7 @@ net::awaitable<connect_result> connect_upstream(listener_runtime& listener, cons
     std::vector<tcp::endpoint> resolved;
     if (!known) {
         boost::system::error_code resolve_error;
-        resolved = co_await resolve(target, deadline, resolve_error);
+        resolved = co_await resolve(listener, target, deadline, resolve_error);
         if (resolved.empty()) {
             if (resolve_error == net::error::timed_out)
                 co_return connect_result{false, "connect_timeout", resolve_error};

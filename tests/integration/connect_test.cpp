@@ -63,5 +63,40 @@ TEST(Connect, TimeoutResetsClientAfterConnectTimeout) {
     EXPECT_TRUE(entry->get("how") == "timeout" || entry->get("how") == "error") << entry->line;
 }
 
+// The connect timeout bounds the name lookup too: a lookup that takes longer is
+// given up on, whatever getaddrinfo does meanwhile. The preloaded shim makes the
+// lookup of slow.halfpipe.test take 1 s.
+TEST(Connect, ConnectTimeoutCutsASlowLookupShort) {
+    upstream server;
+    halfpipe proxy({.upstream = slow_name_for(server),
+                    .extra = {"--connect-timeout", "300ms"},
+                    .env = {"LD_PRELOAD=" SLOW_RESOLVE_SHIM}});
+    const auto t0 = clock::now();
+    socket_fd client = proxy.connect();
+    ASSERT_TRUE(client) << log_of(proxy);
+    auto r = read_until_end(client.get(), t0 + 3s);
+    EXPECT_EQ(r.end, read_end::reset) << to_string(r.end) << log_of(proxy);
+    EXPECT_ELAPSED_BETWEEN(t0, r.when, 300ms - kEarly, 300ms + kLate - 200ms);
+
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("reason"), "connect_timeout") << entry->line;
+}
+
+// Lookups run side by side: two sessions on one worker, each waiting 1 s for its
+// name, both reach the upstream after about 1 s, not one after the other.
+TEST(Connect, LookupsRunSideBySide) {
+    upstream server;
+    halfpipe proxy({.upstream = slow_name_for(server),
+                    .extra = {"--workers", "1"},
+                    .env = {"LD_PRELOAD=" SLOW_RESOLVE_SHIM}});
+    const auto t0 = clock::now();
+    socket_fd first = proxy.connect();
+    socket_fd second = proxy.connect();
+    ASSERT_TRUE(first && second) << log_of(proxy);
+    ASSERT_TRUE(server.wait_accepted(2, 3s)) << log_of(proxy);
+    EXPECT_ELAPSED_BETWEEN(t0, clock::now(), 1s - kEarly, 1s + kLate - 200ms);
+}
+
 }  // namespace
 }  // namespace it

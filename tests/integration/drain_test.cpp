@@ -111,9 +111,7 @@ TEST(Drain, ExitsAsSoonAsTheLastConnectionEnds) {
 // shim makes the lookup take 1 s; halfpipe gives ended sessions 2 s to unwind.
 TEST(Drain, SessionEndedWhileResolvingNeverConnects) {
     upstream server;
-    const std::string address = server.address();
-    const std::string port = address.substr(address.rfind(':') + 1);
-    halfpipe proxy({.upstream = "slow.halfpipe.test:" + port,
+    halfpipe proxy({.upstream = slow_name_for(server),
                     .extra = {"--drain-timeout", "100ms"},
                     .env = {"LD_PRELOAD=" SLOW_RESOLVE_SHIM}});
     std::ifstream maps("/proc/" + std::to_string(proxy.pid()) + "/maps");

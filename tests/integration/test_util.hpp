@@ -106,6 +106,13 @@ private:
     fs::path path_;
 };
 
+// The upstream's address under the name that slow_resolve_shim.cpp makes take 1 s
+// to resolve (tests that preload SLOW_RESOLVE_SHIM into halfpipe).
+inline std::string slow_name_for(const upstream& server) {
+    const std::string address = server.address();
+    return "slow.halfpipe.test:" + address.substr(address.rfind(':') + 1);
+}
+
 // For EXPECT_* messages: the proxy's captured log.
 inline std::string log_of(const halfpipe& proxy) { return "\n--- halfpipe output ---\n" + proxy.log(); }
 

@@ -1,0 +1,48 @@
+#pragma once
+// Host-name lookups off the workers. getaddrinfo(3) blocks and cannot be cancelled,
+// and Asio runs it on one thread per io_context: one name whose DNS server never
+// answers would hold up every lookup behind it on that worker, past the connect
+// deadline. Here lookups run on a few threads of their own; a session waits for its
+// answer or its deadline, whichever comes first, and an answer that comes too late
+// is dropped.
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/net.hpp"
+
+namespace halfpipe {
+
+class name_resolver {
+public:
+    // Lookups waiting for a thread; beyond that a lookup fails at once (no DNS server
+    // is that fast: the queue only fills when the servers do not answer).
+    static constexpr std::size_t max_queued = 1024;
+
+    explicit name_resolver(std::size_t threads);
+    // Answers stop here: none reaches an io_context after this. Threads still inside
+    // getaddrinfo are not waited for; they end once it returns.
+    ~name_resolver();
+    name_resolver(const name_resolver&) = delete;
+    name_resolver& operator=(const name_resolver&) = delete;
+
+    // The addresses of host, or timed_out once `deadline` (a timer on the calling
+    // session's executor) expires first. The timer's waits are cancelled when the
+    // answer comes; its expiry is left as it was.
+    net::awaitable<std::vector<tcp::endpoint>> resolve(const std::string& host, std::uint16_t port,
+                                                       net::steady_timer& deadline,
+                                                       boost::system::error_code& error);
+
+private:
+    struct lookup;
+    struct shared;
+    std::shared_ptr<shared> shared_;
+};
+
+}  // namespace halfpipe
