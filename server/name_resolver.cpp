@@ -1,9 +1,5 @@
 #include "server/name_resolver.hpp"
 
-#include <netdb.h>
-#include <sys/socket.h>
-
-#include <cstring>
 #include <thread>
 #include <utility>
 
@@ -32,29 +28,17 @@ struct name_resolver::shared {
 
 namespace {
 
+// Asio's own synchronous lookup, run on this thread: the same query flags and error
+// codes as its asynchronous one. The io_context is only there to own the resolver;
+// nothing runs it.
 std::pair<std::vector<tcp::endpoint>, boost::system::error_code> lookup_now(const std::string& host,
                                                                              const std::string& port) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+    thread_local net::io_context owner;
+    thread_local tcp::resolver resolver(owner);
+    boost::system::error_code error;
     std::vector<tcp::endpoint> endpoints;
-    if (rc != 0) {
-        auto ec = rc == EAI_NONAME || rc == EAI_NODATA ? net::error::host_not_found
-                  : rc == EAI_AGAIN                     ? net::error::host_not_found_try_again
-                                                        : net::error::no_recovery;
-        return {endpoints, ec};
-    }
-    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
-        if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
-        tcp::endpoint ep;
-        std::memcpy(ep.data(), a->ai_addr, a->ai_addrlen);
-        endpoints.push_back(ep);
-    }
-    ::freeaddrinfo(found);
-    return {endpoints, {}};
+    for (const auto& entry : resolver.resolve(host, port, error)) endpoints.push_back(entry.endpoint());
+    return {endpoints, error};
 }
 
 }  // namespace

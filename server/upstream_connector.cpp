@@ -13,7 +13,6 @@ namespace halfpipe {
 
 namespace {
 
-using namespace net::experimental::awaitable_operators;
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 std::string_view classify(const boost::system::error_code& ec) {
