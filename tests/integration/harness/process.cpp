@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 namespace it {
 
@@ -323,45 +324,39 @@ std::size_t count_threads(pid_t pid) {
 }
 
 namespace {
-char thread_state(const std::string& stat_path) {
-    std::ifstream in(stat_path);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+// The fields of a /proc/.../stat file from the state (field 3) on. The command name
+// before them may hold spaces: they start after its closing parenthesis.
+std::vector<std::string> stat_fields(const std::string& path) {
+    std::ifstream in(path);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> fields;
     const auto paren = text.rfind(')');
-    return paren == std::string::npos || paren + 2 >= text.size() ? '?' : text[paren + 2];
+    if (paren == std::string::npos) return fields;
+    std::istringstream rest(text.substr(paren + 1));
+    for (std::string field; rest >> field;) fields.push_back(field);
+    return fields;
 }
 }  // namespace
 
 bool stop_and_wait(pid_t pid) {
     if (::kill(pid, SIGSTOP) != 0) return false;
-    const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+    auto not_stopped = [](const std::string& task) {
+        const auto fields = stat_fields(task + "/stat");
+        return fields.empty() || fields[0] != "T";
+    };
     const auto deadline = clock::now() + 2s;
     while (clock::now() < deadline) {
-        bool all_stopped = true;
-        DIR* dir = ::opendir(task_dir.c_str());
-        if (!dir) return false;
-        while (const dirent* e = ::readdir(dir)) {
-            if (e->d_name[0] == '.') continue;
-            if (thread_state(task_dir + "/" + e->d_name + "/stat") != 'T') all_stopped = false;
-        }
-        ::closedir(dir);
-        if (all_stopped) return true;
+        if (count_dir("/proc/" + std::to_string(pid) + "/task", not_stopped) == 0) return true;
         std::this_thread::sleep_for(1ms);
     }
     return false;
 }
 
 double cpu_seconds(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    // The command name may hold spaces: the fields start after its closing parenthesis.
-    std::istringstream fields(text.substr(text.rfind(')') + 2));
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
-    }
-    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    const auto fields = stat_fields("/proc/" + std::to_string(pid) + "/stat");
+    if (fields.size() < 13) return 0;
+    const auto ticks = std::stoull(fields[11]) + std::stoull(fields[12]);  // utime, stime: fields 14 and 15
+    return static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 std::optional<std::size_t> vm_rss_kib(pid_t pid) {
