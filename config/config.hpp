@@ -38,6 +38,10 @@ struct timeouts_config {
     std::optional<duration> max_lifetime;       // off by default
     duration rst_flush = 1s;  // bytes already read still leave before an RST is passed on
     duration handshake = 10s;  // forward modes: the whole CONNECT head / SOCKS5 negotiation
+    // Forward modes: after an error reply, how long the client's further bytes are read
+    // and dropped before the close (nullopt = close at once, which resets a client that
+    // is still sending).
+    std::optional<duration> lingering_close = 2s;
     bool operator==(const timeouts_config&) const = default;
 };
 

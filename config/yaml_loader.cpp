@@ -67,7 +67,8 @@ std::optional<keepalive_config> read_keepalive(const reader& r, const located& a
 }
 
 timeouts_config read_timeouts(const reader& r, const located& at) {
-    const auto m = r.map(at, {"connect", "idle", "half_close", "max_lifetime", "rst_flush", "handshake"});
+    const auto m = r.map(at, {"connect", "idle", "half_close", "max_lifetime", "rst_flush", "handshake",
+                                 "lingering_close"});
     timeouts_config timeouts;
     if (auto f = m.find("connect")) timeouts.connect = *r.duration_value(*f, false);
     if (auto f = m.find("idle")) timeouts.idle = r.duration_value(*f, true);
@@ -75,6 +76,7 @@ timeouts_config read_timeouts(const reader& r, const located& at) {
     if (auto f = m.find("max_lifetime")) timeouts.max_lifetime = r.duration_value(*f, true);
     if (auto f = m.find("rst_flush")) timeouts.rst_flush = *r.duration_value(*f, false);
     if (auto f = m.find("handshake")) timeouts.handshake = *r.duration_value(*f, false);
+    if (auto f = m.find("lingering_close")) timeouts.lingering_close = r.duration_value(*f, true);
     return timeouts;
 }
 

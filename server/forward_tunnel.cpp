@@ -117,15 +117,48 @@ close_outcome incomplete(const handshake_reader& io) {
 constexpr close_outcome auth_required{initiator::proxy, close_how::limit, "auth_required"};
 constexpr close_outcome auth_failed{initiator::proxy, close_how::limit, "auth_failed"};
 constexpr close_outcome auth_overloaded{initiator::proxy, close_how::limit, "auth_overloaded"};
+constexpr close_outcome bad_request{initiator::client, close_how::error, "bad_request"};
 
-void give_up(session& s, close_outcome why) {
+// Counts a client turned away and marks its session as closing.
+void note_rejection(session& s, close_outcome why) {
     // Failed connects are counted as connect errors instead.
     const auto& reasons = forward_rejection_reasons;
     if (std::find(reasons.begin(), reasons.end(), why.reason) != reasons.end())
         s.listener.metrics.forward_rejected(why.reason);
-    s.terminating = true;
     s.note_outcome(why);
     s.set_state(relay_state::closing);
+}
+
+// For a client that gets no answer: it left, or its time is up.
+void give_up(session& s, close_outcome why) {
+    note_rejection(s, why);
+    s.terminating = true;
+    close_socket(s.client, close_kind::graceful_fin);
+}
+
+// Sends an error reply and closes the way RFC 9112 §9.6 asks (a lingering close):
+// FIN first, then what the client still sends is read and dropped until it closes
+// too, for at most timeouts.lingering_close. A close with unread bytes, or bytes
+// arriving after the close, makes the kernel answer with an RST, which discards our
+// unsent or unacknowledged reply, and a client stack may drop a reply it has not
+// read yet when the RST arrives. While it lingers the session is not terminating,
+// so that drain expiry or an admin close still cut it short: terminate() closes the
+// socket, which ends the read.
+net::awaitable<void> refuse(session& s, handshake_reader& io, std::string_view reply, close_outcome why) {
+    if (!co_await io.write(reply)) {
+        give_up(s, why);
+        co_return;
+    }
+    note_rejection(s, why);
+    if (const auto linger = s.listener.cfg.timeouts.lingering_close) {
+        boost::system::error_code ignored;
+        s.client.shutdown(tcp::socket::shutdown_send, ignored);
+        io.deadline.expires_after(*linger);
+        while (!s.terminating && co_await io.read()) {
+        }
+    }
+    if (s.terminating) co_return;
+    s.terminating = true;
     close_socket(s.client, close_kind::graceful_fin);
 }
 
@@ -148,13 +181,11 @@ net::awaitable<bool> authenticate_connect(session& s, handshake_reader& io, cons
     }
     if (verdict == password_checks::verdict::busy) {
         const auto response = forward::error_response(503);
-        co_await io.write(response);
-        give_up(s, auth_overloaded);
+        co_await refuse(s, io, response, auth_overloaded);
         co_return false;
     }
     const auto response = forward::proxy_auth_required(s.listener.cfg.auth->realm);
-    co_await io.write(response);
-    give_up(s, credentials ? auth_failed : auth_required);
+    co_await refuse(s, io, response, credentials ? auth_failed : auth_required);
     co_return false;
 }
 
@@ -169,8 +200,7 @@ net::awaitable<std::optional<request>> read_connect(session& s, handshake_reader
         auto r = parser.feed(*bytes);
         if (r.state == forward::connect_parse_result::status::error) {
             const auto response = forward::error_response(r.http_status);
-            co_await io.write(response);
-            give_up(s, {initiator::client, close_how::error, "bad_request"});
+            co_await refuse(s, io, response, bad_request);
             co_return std::nullopt;
         }
         if (r.state == forward::connect_parse_result::status::done) {
@@ -207,14 +237,17 @@ net::awaitable<std::optional<request>> read_socks5(session& s, handshake_reader&
             if (!ok) rejection = verdict == password_checks::verdict::busy ? auth_overloaded : auth_failed;
             if (ok) s.user = user;
         }
-        if (!co_await io.write(r.reply)) r.state = forward::socks5_result::status::failed;
         if (r.state == forward::socks5_result::status::failed) {
+            close_outcome why = bad_request;
             if (rejection)
-                give_up(s, *rejection);
+                why = *rejection;
             else if (r.no_acceptable_method && s.listener.verifier)
-                give_up(s, auth_required);
-            else
-                give_up(s, {initiator::client, close_how::error, "bad_request"});
+                why = auth_required;
+            co_await refuse(s, io, r.reply, why);
+            co_return std::nullopt;
+        }
+        if (!co_await io.write(r.reply)) {
+            give_up(s, {initiator::client, close_how::error, "handshake_incomplete"});
             co_return std::nullopt;
         }
         if (r.state == forward::socks5_result::status::request)
@@ -240,15 +273,14 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
     if (!req) co_return false;
     s.destination = req->target.authority();
 
-    auto reply_failure = [&](forward::connect_failure failure) -> net::awaitable<void> {
-        const auto response = is_connect ? forward::error_response(forward::http_status_for(failure))
-                                         : forward::socks5_reply_bytes(forward::socks5_reply_for(failure));
-        co_await io.write(response);
+    auto failure_reply = [&](forward::connect_failure failure) {
+        return is_connect ? forward::error_response(forward::http_status_for(failure))
+                          : forward::socks5_reply_bytes(forward::socks5_reply_for(failure));
     };
     const auto& acl = *listener.acl;
     if (req->target.kind == forward::host_kind::name && !acl.check_name(req->target.host, req->target.port).allowed) {
-        co_await reply_failure(forward::connect_failure::denied);
-        give_up(s, denied);
+        const auto reply = failure_reply(forward::connect_failure::denied);
+        co_await refuse(s, io, reply, denied);
         co_return false;
     }
 
@@ -263,15 +295,16 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
     auto result = co_await connect_upstream(listener, target, s.upstream, connected, s.terminating, allowed);
     if (s.terminating) co_return false;
     if (!result.ok) {
-        co_await reply_failure(failure_of(result));
-        if (result.reason != "destination_denied") listener.metrics.connect_error(result.reason);
-        if (result.reason == "destination_denied") {
-            give_up(s, denied);
-        } else {
-            s.error = result.error;
-            give_up(s, {initiator::upstream, close_how::error, result.reason});
-        }
         close_socket(s.upstream, close_kind::abortive_rst);
+        const auto reply = failure_reply(failure_of(result));
+        if (result.reason == "destination_denied") {
+            co_await refuse(s, io, reply, denied);
+        } else {
+            listener.metrics.connect_error(result.reason);
+            s.error = result.error;
+            const close_outcome why{initiator::upstream, close_how::error, result.reason};
+            co_await refuse(s, io, reply, why);
+        }
         co_return false;
     }
     s.upstream_endpoint = connected;

@@ -11,6 +11,9 @@
 - raw SOCKS5 (RFC 1928): IPv4, IPv6 and domain address types, the BND.ADDR/BND.PORT of
   the reply, pipelined payload; replies 0x07 (BIND, UDP ASSOCIATE), 0x08 (address type),
   0x02 (ACL), 0x05 (refused), method 0xFF when only username/password is offered;
+- every error reply ends with a lingering close: a client that keeps sending after it sees
+  our FIN, never an RST; timeouts.lingering_close bounds it (and off turns it off), and the
+  drain cuts it short;
 - a tunnel relays a half-close (data, FIN, a late answer, FIN) and an upstream reset;
 - rejected handshakes leave no session behind (/connections empty, halfpipe_connections 0);
 - authentication from a users file of crypt(3) hashes: curl with Basic proxy credentials and
@@ -94,16 +97,18 @@ class Halfpipe(HalfpipeProcess):
         return json.loads(body)
 
 
-def forward_config(acl=None, handshake=None, socks=False, auth=None, workers=2):
+def forward_config(acl=None, handshake=None, socks=False, auth=None, workers=2, lingering_close=None):
     """YAML: listener `fwd` (connect) and, with socks, `sox` (socks5), sharing acl, auth and timeouts."""
+    timeouts = {"handshake": handshake, "lingering_close": lingering_close}
+
     def listener(name, mode):
         out = f"  - name: {name}\n    mode: {mode}\n    bind: 127.0.0.1:0\n"
         if acl:
             out += "    acl:\n" + "".join(f"      - {rule}\n" for rule in acl)
         if auth:
             out += "    auth:\n" + "".join(f"      {key}: {value}\n" for key, value in auth.items())
-        if handshake:
-            out += f"    timeouts:\n      handshake: {handshake}\n"
+        if any(timeouts.values()):
+            out += "    timeouts:\n" + "".join(f"      {k}: {v}\n" for k, v in timeouts.items() if v)
         return out
     text = f"workers: {workers}\ndrain_timeout: 2s\nadmin:\n  address: 127.0.0.1:0\nlisteners:\n" + listener("fwd", "connect")
     if socks:
@@ -361,7 +366,7 @@ def expect_rejection(hp, request, status, what, chunks=None):
     if observed is None:
         print(f"    ({what}: connection ended by {how} with {head!r})")
     end, extra = read_end(c, 3)
-    check(f"{what}: connection closed after the response", end in ("eof", "reset") and rest + extra == b"",
+    check(f"{what}: connection closed with FIN after the response", end == "eof" and rest + extra == b"",
           f"{end}, extra bytes {rest + extra!r}")
     c.close()
     return head
@@ -477,6 +482,108 @@ def connect_unspecified_address():
     check("upstream was never connected", up.accepted_nothing())
     check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
              hp.metric("halfpipe_forward_rejections_total", listener="fwd", reason="destination_denied"), 4)
+
+
+def keep_sending(sock, seconds):
+    """Sends a chunk every 10 ms for `seconds`, as a client still uploading would:
+    (seconds until a send failed or None, the error)."""
+    started = time.monotonic()
+    sock.settimeout(1)
+    while time.monotonic() - started < seconds:
+        try:
+            sock.sendall(b"x" * 4096)
+        except OSError as e:
+            return time.monotonic() - started, e
+        time.sleep(0.01)
+    return None, None
+
+
+def refused_connect(hp_port, authority):
+    """A CONNECT that gets an error reply: (socket, status)."""
+    c = connect(hp_port)
+    c.sendall(connect_head(authority))
+    status, _, _, _ = read_head(c)
+    return c, status
+
+
+def refused_socks(hp_port, request):
+    """A SOCKS5 request that gets an error reply: (socket, REP)."""
+    c = connect(hp_port)
+    c.sendall(GREETING + request)
+    recv_exact(c, 2)
+    rep = read_socks_reply(c)[0]
+    return c, rep
+
+
+@test(20)
+def refusals_linger_instead_of_resetting():
+    # A client that keeps sending after an error reply (an upload already under way, a
+    # head still arriving) must see our FIN and never an RST: a close with its bytes
+    # unread, or arriving later, makes the kernel reset it, and the reset can cost the
+    # client the reply itself.
+    hp = Halfpipe(config=forward_config(socks=True), listeners=["fwd", "sox"])
+    denied_port = free_port()
+    cases = [("CONNECT to 0.0.0.0 (403)", lambda: refused_connect(hp.port, f"0.0.0.0:{denied_port}"), 403),
+             ("CONNECT to a refused port (502)", lambda: refused_connect(hp.port, f"127.0.0.1:{denied_port}"), 502),
+             ("SOCKS5 to 0.0.0.0 (0x02)", lambda: refused_socks(hp.ports["sox"], socks_request("0.0.0.0", denied_port)),
+              0x02),
+             ("SOCKS5 BIND (0x07)", lambda: refused_socks(hp.ports["sox"], socks_request("127.0.0.1", denied_port, cmd=2)),
+              0x07)]
+    for what, start, expected in cases:
+        c, answer = start()
+        check_eq(f"{what}: the reply", answer, expected)
+        failed_after, error = keep_sending(c, 0.3)
+        check(f"{what}: the client's sends after the reply all went through", error is None,
+              f"{error!r} after {failed_after}")
+        try:
+            c.shutdown(socket.SHUT_WR)
+        except OSError as e:  # ENOTCONN: a reset closed it already
+            check(f"{what}: the client can still send its FIN", False, repr(e))
+        end, extra = read_end(c, 3)
+        check_eq(f"{what}: the connection ends with our FIN", (end, extra), ("eof", b""))
+        check_eq(f"{what}: no reset reached the client (SO_ERROR)", c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), 0)
+        c.close()
+    assert_nothing_left(hp, "after lingering closes")
+    check_eq("halfpipe_forward_rejections_total{reason=destination_denied}",
+             hp.metric("halfpipe_forward_rejections_total", reason="destination_denied"), 2)
+    check_eq("halfpipe_forward_rejections_total{reason=bad_request}",
+             hp.metric("halfpipe_forward_rejections_total", reason="bad_request"), 1)
+
+
+@test(20)
+def lingering_close_is_bounded():
+    hp = Halfpipe(config=forward_config(lingering_close="300ms"), listeners=["fwd"])
+    c, status = refused_connect(hp.port, "0.0.0.0:1")
+    check_eq("403", status, 403)
+    c.settimeout(3)
+    failed_after, error = keep_sending(c, 3)
+    # The first send after halfpipe's close draws the RST; the one after it fails.
+    check("a client that never stops sending is reset once timeouts.lingering_close (300 ms) is over",
+          error is not None and 0.2 <= failed_after <= 1.5, f"{error!r} after {failed_after}")
+    assert_nothing_left(hp, "after a lingering close ran out")
+    hp.stop(5)
+
+    hp = Halfpipe(config=forward_config(lingering_close="off"), listeners=["fwd"])
+    c, status = refused_connect(hp.port, "0.0.0.0:1")
+    check_eq("lingering_close off: 403", status, 403)
+    failed_after, error = keep_sending(c, 3)
+    check("lingering_close off: the client's next sends are reset at once", error is not None and failed_after < 0.2,
+          f"{error!r} after {failed_after}")
+
+
+@test(20)
+def drain_cuts_a_lingering_close_short():
+    hp = Halfpipe(config=forward_config(lingering_close="30s"), listeners=["fwd"])
+    c, status = refused_connect(hp.port, "0.0.0.0:1")
+    check_eq("403", status, 403)
+    check_eq("read: our FIN follows the reply", read_end(c, 3)[0], "eof")
+    sessions = hp.connections()
+    check_eq("the lingering session is listed as closing", [x["state"] for x in sessions], ["closing"])
+    started = time.monotonic()
+    status = hp.stop(10)
+    elapsed = time.monotonic() - started
+    check_eq("halfpipe exits cleanly", status, 0)
+    check("the drain (2 s) ended the 30 s lingering close", elapsed < 4, f"{elapsed:.2f} s")
 
 
 @test(15)

@@ -99,7 +99,8 @@ TEST(config_errors, unknown_keys_at_every_level) {
                            "unknown key (expected one of: address, source_address, connect_failure)"));
     EXPECT_TRUE(fails_with(listener_with("    timeouts:\n      idle: 1s\n      idel: 1s\n"), 8,
                            "listeners[0].timeouts.idel",
-                           "unknown key (expected one of: connect, idle, half_close, max_lifetime, rst_flush, handshake)"));
+                           "unknown key (expected one of: connect, idle, half_close, max_lifetime, rst_flush, handshake, "
+                           "lingering_close)"));
     EXPECT_TRUE(fails_with(listener_with("    keepalive: {idle: 1s, count: 3}\n"), 6, "listeners[0].keepalive.count",
                            "unknown key (expected one of: idle, interval, probes)"));
 }

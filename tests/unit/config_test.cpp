@@ -47,6 +47,7 @@ listeners:
     EXPECT_EQ(l.timeouts.half_close, duration{60s});
     EXPECT_EQ(l.timeouts.max_lifetime, std::nullopt);
     EXPECT_EQ(l.timeouts.rst_flush, 1s);
+    EXPECT_EQ(l.timeouts.lingering_close, duration{2s});
     EXPECT_EQ(l.buffer_size, 64u * 1024);
     EXPECT_EQ(l.relay, relay_mode::copy);
     EXPECT_EQ(l.max_connections, std::nullopt);
@@ -199,11 +200,12 @@ listeners:
   - name: web
     bind: 127.0.0.1:8080
     upstream: {address: 127.0.0.1:9000}
-    timeouts: {idle: off, half_close: off, max_lifetime: off}
+    timeouts: {idle: off, half_close: off, max_lifetime: off, lingering_close: off}
     max_connections: off
     keepalive: off
 )");
     const auto& l = c.listeners[0];
+    EXPECT_EQ(l.timeouts.lingering_close, std::nullopt);
     EXPECT_EQ(l.timeouts.idle, std::nullopt);
     EXPECT_EQ(l.timeouts.half_close, std::nullopt);
     EXPECT_EQ(l.timeouts.max_lifetime, std::nullopt);
@@ -405,7 +407,7 @@ listeners:
   - name: egress
     mode: socks5
     bind: 127.0.0.1:1080
-    timeouts: {handshake: 2s}
+    timeouts: {handshake: 2s, lingering_close: 500ms}
     acl:
       - {deny: 10.0.0.0/8}
       - {allow: any, host: "*.example.org", ports: "443"}
@@ -414,6 +416,7 @@ listeners:
     const auto& l = c.listeners.at(0);
     EXPECT_EQ(l.mode, listener_mode::socks5);
     EXPECT_EQ(l.timeouts.handshake, 2s);
+    EXPECT_EQ(l.timeouts.lingering_close, duration{500ms});
     ASSERT_EQ(l.acl.size(), 3u);
     EXPECT_EQ(l.acl[0], (acl_rule{false, "10.0.0.0/8", std::nullopt, std::nullopt}));
     EXPECT_EQ(l.acl[1], (acl_rule{true, std::nullopt, "*.example.org", "443"}));
