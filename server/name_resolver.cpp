@@ -1,28 +1,65 @@
 #include "server/name_resolver.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 namespace halfpipe {
 
-// What a session and a lookup thread share; plain data, so whichever lets go last
-// may free it on any thread.
-struct name_resolver::lookup {
-    std::string host;
-    std::string port;
+namespace {
+using namespace std::chrono_literals;
+// A thread with nothing to do for this long leaves; the next busy moment starts another.
+constexpr auto idle_thread_lifetime = 30s;
+// A lookup's list of waiting sessions is swept of those that left whenever it doubles:
+// while a name does not answer, sessions keep coming and timing out.
+constexpr std::size_t first_sweep = 64;
+}  // namespace
+
+// One session waiting for a name; plain data, so whichever lets go last may free it
+// on any thread.
+struct name_resolver::waiter {
     net::any_io_executor executor;
+    std::uint16_t port = 0;
     // Touched on the session's thread only: by the session, and by the answer,
     // which is posted there.
     net::steady_timer* wake = nullptr;  // null once the session stopped waiting
     bool answered = false;
     std::vector<tcp::endpoint> endpoints;
     boost::system::error_code error;
+    std::atomic<bool> gone{false};  // the session stopped waiting: the sweep may drop it
+};
+
+// One name being looked up, for every session that asked for it meanwhile.
+struct name_resolver::lookup {
+    std::string host;
+    std::vector<std::shared_ptr<waiter>> waiters;  // under shared::mutex
+    std::size_t sweep_at = first_sweep;
+
+    void join(std::shared_ptr<waiter> w) {
+        if (waiters.size() >= sweep_at) {
+            std::erase_if(waiters, [](const auto& x) { return x->gone.load(std::memory_order_relaxed); });
+            sweep_at = std::max(first_sweep, 2 * waiters.size());
+        }
+        waiters.push_back(std::move(w));
+    }
 };
 
 struct name_resolver::shared {
+    explicit shared(std::size_t max) : max_threads(max) {}
     std::mutex mutex;
     std::condition_variable work;
     std::deque<std::shared_ptr<lookup>> queue;
+    std::unordered_map<std::string, std::shared_ptr<lookup>> in_flight;  // queued or running, by name
+    const std::size_t max_threads;
+    std::size_t threads = 0;
+    std::size_t idle = 0;
     bool open = true;  // false: answers go nowhere, threads leave
 };
 
@@ -30,52 +67,60 @@ namespace {
 
 // Asio's own synchronous lookup, run on this thread: the same query flags and error
 // codes as its asynchronous one. The io_context is only there to own the resolver;
-// nothing runs it.
-std::pair<std::vector<tcp::endpoint>, boost::system::error_code> lookup_now(const std::string& host,
-                                                                             const std::string& port) {
+// nothing runs it. Port 0: each waiting session puts in its own.
+std::pair<std::vector<tcp::endpoint>, boost::system::error_code> lookup_now(const std::string& host) {
     thread_local net::io_context owner;
     thread_local tcp::resolver resolver(owner);
     boost::system::error_code error;
     std::vector<tcp::endpoint> endpoints;
-    for (const auto& entry : resolver.resolve(host, port, error)) endpoints.push_back(entry.endpoint());
+    for (const auto& entry : resolver.resolve(host, "0", error)) endpoints.push_back(entry.endpoint());
     return {endpoints, error};
 }
 
 }  // namespace
 
-name_resolver::name_resolver(std::size_t threads) : shared_(std::make_shared<shared>()) {
-    for (std::size_t i = 0; i < threads; ++i) {
-        // Detached: a thread inside getaddrinfo must not hold up the shutdown.
-        std::thread([state = shared_] {
-            for (;;) {
-                std::shared_ptr<lookup> job;
-                {
-                    std::unique_lock lock(state->mutex);
-                    state->work.wait(lock, [&] { return !state->open || !state->queue.empty(); });
-                    if (!state->open) return;
-                    job = std::move(state->queue.front());
-                    state->queue.pop_front();
-                }
-                auto [endpoints, error] = lookup_now(job->host, job->port);
-                std::lock_guard lock(state->mutex);
-                if (!state->open) return;  // the io_contexts may be gone
-                net::post(job->executor, [job, endpoints = std::move(endpoints), error]() mutable {
-                    if (!job->wake) return;  // the session stopped waiting
-                    job->answered = true;
-                    job->endpoints = std::move(endpoints);
-                    job->error = error;
-                    job->wake->cancel();
-                });
-            }
-        }).detach();
+void name_resolver::serve(const std::shared_ptr<shared>& state) {
+    std::unique_lock lock(state->mutex);
+    for (;;) {
+        ++state->idle;
+        const bool woken = state->work.wait_for(lock, idle_thread_lifetime,
+                                                [&] { return !state->open || !state->queue.empty(); });
+        --state->idle;
+        if (!state->open) return;
+        if (!woken) {
+            --state->threads;
+            return;
+        }
+        auto job = std::move(state->queue.front());
+        state->queue.pop_front();
+        lock.unlock();
+        auto [endpoints, error] = lookup_now(job->host);
+        lock.lock();
+        if (!state->open) return;  // the io_contexts may be gone
+        state->in_flight.erase(job->host);
+        for (auto& w : job->waiters) {
+            if (w->gone.load(std::memory_order_relaxed)) continue;
+            auto answer = endpoints;
+            for (auto& ep : answer) ep.port(w->port);
+            net::post(w->executor, [w, answer = std::move(answer), error]() mutable {
+                if (!w->wake) return;  // the session stopped waiting
+                w->answered = true;
+                w->endpoints = std::move(answer);
+                w->error = error;
+                w->wake->cancel();
+            });
+        }
     }
 }
+
+name_resolver::name_resolver(std::size_t max_threads) : shared_(std::make_shared<shared>(max_threads)) {}
 
 name_resolver::~name_resolver() {
     {
         std::lock_guard lock(shared_->mutex);
         shared_->open = false;
         shared_->queue.clear();
+        shared_->in_flight.clear();
     }
     shared_->work.notify_all();
 }
@@ -83,29 +128,51 @@ name_resolver::~name_resolver() {
 net::awaitable<std::vector<tcp::endpoint>> name_resolver::resolve(const std::string& host, std::uint16_t port,
                                                                   net::steady_timer& deadline,
                                                                   boost::system::error_code& error) {
-    auto job = std::make_shared<lookup>();
-    job->host = host;
-    job->port = std::to_string(port);
-    job->executor = co_await net::this_coro::executor;
-    job->wake = &deadline;  // the answer is posted to this thread: it cannot come before the wait
+    auto w = std::make_shared<waiter>();
+    w->executor = co_await net::this_coro::executor;
+    w->port = port;
+    w->wake = &deadline;  // the answer is posted to this thread: it cannot come before the wait
+    bool start_thread = false;
     {
         std::lock_guard lock(shared_->mutex);
-        if (shared_->queue.size() >= max_queued) {
-            job->wake = nullptr;
+        if (auto running = shared_->in_flight.find(host); running != shared_->in_flight.end()) {
+            running->second->join(w);
+        } else if (shared_->queue.size() >= max_queued) {
             error = net::error::host_not_found_try_again;
             co_return std::vector<tcp::endpoint>{};
+        } else {
+            auto job = std::make_shared<lookup>();
+            job->host = host;
+            job->join(w);
+            shared_->in_flight.emplace(host, job);
+            shared_->queue.push_back(std::move(job));
+            // Idle threads already woken for earlier names are still counted idle:
+            // compare with the queue, not with zero.
+            if (shared_->queue.size() > shared_->idle && shared_->threads < shared_->max_threads) {
+                ++shared_->threads;
+                start_thread = true;
+            }
         }
-        shared_->queue.push_back(job);
+    }
+    if (start_thread) {
+        try {
+            // Detached: a thread inside getaddrinfo must not hold up the shutdown.
+            std::thread([state = shared_] { serve(state); }).detach();
+        } catch (const std::system_error&) {  // out of threads: those running take the name
+            std::lock_guard lock(shared_->mutex);
+            --shared_->threads;
+        }
     }
     shared_->work.notify_one();
     co_await deadline.async_wait(net::as_tuple(net::use_awaitable));
-    job->wake = nullptr;
-    if (!job->answered) {
+    w->wake = nullptr;
+    w->gone.store(true, std::memory_order_relaxed);
+    if (!w->answered) {
         error = net::error::timed_out;
         co_return std::vector<tcp::endpoint>{};
     }
-    error = job->error;
-    co_return std::move(job->endpoints);
+    error = w->error;
+    co_return std::move(w->endpoints);
 }
 
 }  // namespace halfpipe

@@ -30,9 +30,9 @@ using clock = std::chrono::steady_clock;
 constexpr auto drain_poll_interval = 50ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
-// Lookups in flight at once: a getaddrinfo waits for its DNS server, not a core. A
+// Names looked up at once: a getaddrinfo waits for its DNS server, not a core. A
 // name that never answers holds one thread for the resolver's own timeout.
-constexpr std::size_t resolver_threads = 16;
+constexpr std::size_t resolver_threads = 64;
 
 kernel::endpoint census_endpoint(const tcp::endpoint& ep) {
     return kernel::endpoint::parse(ep.address().to_string(), ep.port());

@@ -83,19 +83,60 @@ TEST(Connect, ConnectTimeoutCutsASlowLookupShort) {
     EXPECT_EQ(entry->get("reason"), "connect_timeout") << entry->line;
 }
 
-// Lookups run side by side: two sessions on one worker, each waiting 1 s for its
-// name, both reach the upstream after about 1 s, not one after the other.
-TEST(Connect, LookupsRunSideBySide) {
+std::size_t shim_lookups(const halfpipe& proxy) {
+    const std::string log = proxy.log();
+    std::size_t n = 0;
+    for (auto at = log.find("slow_resolve_shim: lookup"); at != std::string::npos;
+         at = log.find("slow_resolve_shim: lookup", at + 1))
+        ++n;
+    return n;
+}
+
+// Sessions that ask for a name while it is being looked up share that lookup: forty
+// connections at once to an upstream given by a slow name all reach it after one
+// lookup's time, and halfpipe asked for the name once.
+TEST(Connect, SessionsAskingAtOnceShareOneLookup) {
+    constexpr std::size_t sessions = 40;
     upstream server;
     halfpipe proxy({.upstream = slow_name_for(server),
                     .extra = {"--workers", "1"},
                     .env = {"LD_PRELOAD=" SLOW_RESOLVE_SHIM}});
     const auto t0 = clock::now();
-    socket_fd first = proxy.connect();
-    socket_fd second = proxy.connect();
-    ASSERT_TRUE(first && second) << log_of(proxy);
-    ASSERT_TRUE(server.wait_accepted(2, 3s)) << log_of(proxy);
+    std::vector<socket_fd> clients;
+    for (std::size_t i = 0; i < sessions; ++i) {
+        clients.push_back(proxy.connect());
+        ASSERT_TRUE(clients.back()) << log_of(proxy);
+    }
+    ASSERT_TRUE(server.wait_accepted(sessions, 5s)) << log_of(proxy);
     EXPECT_ELAPSED_BETWEEN(t0, clock::now(), 1s - kEarly, 1s + kLate - 200ms);
+    EXPECT_EQ(shim_lookups(proxy), 1u) << log_of(proxy);
+}
+
+// Different names are looked up side by side, each on a thread of its own, even
+// many at once on one worker: forty forward clients, each asking for a name that
+// takes a second, all get their tunnel after about a second.
+TEST(Connect, DistinctNamesAreLookedUpSideBySide) {
+    constexpr std::size_t sessions = 40;
+    upstream server;
+    halfpipe proxy({"--listen", "127.0.0.1:0", "--mode", "connect", "--admin", "off", "--workers", "1"},
+                   {.env = {"LD_PRELOAD=" SLOW_RESOLVE_SHIM}});
+    proxy.wait_listening();
+    const std::string port = server.address().substr(server.address().rfind(':') + 1);
+    const auto t0 = clock::now();
+    std::vector<socket_fd> clients;
+    for (std::size_t i = 0; i < sessions; ++i) {
+        clients.push_back(proxy.connect());
+        ASSERT_TRUE(clients.back()) << log_of(proxy);
+        const std::string authority = std::to_string(i) + ".slow.halfpipe.test:" + port;
+        ASSERT_TRUE(write_all_ok(clients.back().get(), "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority +
+                                                           "\r\n\r\n"));
+    }
+    for (auto& c : clients) {
+        auto r = read_some(c.get(), t0 + 5s);
+        EXPECT_TRUE(r.data.starts_with("HTTP/1.1 200")) << r.data << log_of(proxy);
+    }
+    EXPECT_ELAPSED_BETWEEN(t0, clock::now(), 1s - kEarly, 1s + kLate - 200ms);
+    EXPECT_EQ(shim_lookups(proxy), sessions) << log_of(proxy);
 }
 
 }  // namespace
