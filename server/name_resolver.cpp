@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/thread_name.hpp"
+
 namespace halfpipe {
 
 namespace {
@@ -80,6 +82,7 @@ std::pair<std::vector<tcp::endpoint>, boost::system::error_code> lookup_now(cons
 }  // namespace
 
 void name_resolver::serve(const std::shared_ptr<shared>& state) {
+    name_this_thread("halfpipe-dns");
     std::unique_lock lock(state->mutex);
     for (;;) {
         ++state->idle;

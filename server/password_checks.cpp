@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/thread_name.hpp"
+
 namespace halfpipe {
 
 namespace {
@@ -12,7 +14,10 @@ constexpr int password_nice = 10;
 
 password_checks::password_checks() : pool_(1) {
     // The pool's one thread runs this before any check; a nice value is per thread on Linux.
-    net::post(pool_, [] { ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), password_nice); });
+    net::post(pool_, [] {
+        name_this_thread("halfpipe-auth");
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), password_nice);
+    });
 }
 
 net::awaitable<password_checks::verdict> password_checks::check(forward::credential_verifier& verifier,

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "common/thread_name.hpp"
 #include "server/endpoint_text.hpp"
 #include "server/listener.hpp"
 #include "server/socket_options.hpp"
@@ -45,7 +46,10 @@ void worker::start() {
             if (e) std::rethrow_exception(e);  // a bug: the accept loop handles every I/O outcome itself
         });
     }
-    thread_ = std::thread([this] { context_.run(); });
+    thread_ = std::thread([this] {
+        name_this_thread("halfpipe-w" + std::to_string(index_));
+        context_.run();
+    });
 }
 
 void worker::stop_accepting() {

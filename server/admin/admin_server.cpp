@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "common/log.hpp"
+#include "common/thread_name.hpp"
 #include "server/admin/admin_routes.hpp"
 
 namespace halfpipe {
@@ -45,6 +46,7 @@ void admin_server::start() {
         if (e) std::rethrow_exception(e);
     });
     thread_ = std::thread([this] {
+        name_this_thread("halfpipe-admin");
         // A scrape walks every TCP socket of the host through sock_diag: where the
         // cores are busy, the relay's threads must come first. Linux takes a nice
         // value per thread; failing to set it only costs that preference.

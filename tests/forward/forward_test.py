@@ -19,7 +19,8 @@
 - authentication from a users file of crypt(3) hashes: curl with Basic proxy credentials and
   socks5h://user:pass@, raw 407 answers (none, wrong scheme, bad base64, wrong password,
   unknown user), RFC 1929 failures, user= in the access log, no secret in the log,
-  auth_required/auth_failed counters, password hashing off the relay threads, and --check
+  auth_required/auth_failed counters, password hashing off the relay threads, a cheap
+  check of remembered logins (guesses at a remembered user cost the worker little), and --check
   naming the users file's line.
 
 Nothing here leaves loopback: targets are 127.0.0.1, ::1 and `localhost` (/etc/hosts);
@@ -927,15 +928,22 @@ def auth_socks5_raw():
     check("access log: reason=auth_failed", m, "".join(hp.access_lines()))
 
 
-@test(25)
-def auth_hashing_does_not_stall_the_relay():
-    # One worker: if the slow password hash ran there, every tunnel on it would wait.
+def bob_tunnel_on_one_worker():
+    """An auth proxy with one worker, and bob's tunnel through it (bob is now remembered):
+    (halfpipe, its connect port, upstream, client socket)."""
     up = RawUpstream()
     hp = auth_proxy(workers=1)
     fwd = hp.ports["fwd"]
     c = connect(fwd)
     c.sendall(connect_head(f"127.0.0.1:{up.port}", basic("bob", "x")))
     check_eq("bob: 200", read_head(c)[0], 200)
+    return hp, fwd, up, c
+
+
+@test(25)
+def auth_hashing_does_not_stall_the_relay():
+    # One worker: if the slow password hash ran there, every tunnel on it would wait.
+    hp, fwd, up, c = bob_tunnel_on_one_worker()
     a = up.accept()
     guessers = []
     for i in range(40):  # 25-100 ms of yescrypt each, one after another on the password thread
@@ -961,6 +969,41 @@ def auth_hashing_does_not_stall_the_relay():
     median = times[len(times) // 2] if len(times) == 10 else None
     check("round trips through a tunnel stay fast while passwords are hashed (median < 5 ms)",
           median is not None and median < 0.005, f"round trips ms: {[round(t * 1000, 1) for t in times]}")
+
+
+@test(30)
+def auth_guesses_at_a_remembered_user_cost_the_workers_little():
+    # A remembered login is checked on the worker, and so is every wrong password for
+    # that user before it goes to the password thread: that check must be cheap, or
+    # guessing at a user who logged in recently stalls the relay.
+    hp, fwd, up, c = bob_tunnel_on_one_worker()
+    names = sorted(hp.thread_cpu_seconds())
+    check("threads are named for their job", {"halfpipe-w0", "halfpipe-admin", "halfpipe-auth"} <= set(names), names)
+    chunk, rounds = 50, 5
+
+    def guess(user, i):
+        g = connect(fwd)
+        g.sendall(connect_head(f"127.0.0.1:{up.port}", basic(user, f"guess{i}")))
+        status = read_head(g, 10)[0]
+        g.close()
+        return status
+
+    # alice never logged in: her guesses skip the memo and show what a guess costs the
+    # worker anyway (accept, parse, reply, close). Taken in turns with bob's, so that
+    # both see the same machine.
+    cpu = {"alice": 0.0, "bob": 0.0}
+    statuses = []
+    for r in range(rounds):
+        for user in ("alice", "bob"):
+            before = hp.thread_cpu_seconds()["halfpipe-w0"]
+            statuses += [guess(user, r * chunk + i) for i in range(chunk)]
+            cpu[user] += hp.thread_cpu_seconds()["halfpipe-w0"] - before
+    check("every guess is turned away (407, or 503 while the password thread is busy)",
+          set(statuses) <= {407, 503}, statuses)
+    plain, remembered = cpu["alice"] / (chunk * rounds), cpu["bob"] / (chunk * rounds)
+    # 1,000 rounds of SHA-512 crypt per guess would add 0.3 ms each.
+    check("a guess at a remembered user costs the worker less than 0.15 ms more than one at another user",
+          remembered - plain < 0.00015, f"{remembered * 1000:.3f} against {plain * 1000:.3f} ms per guess")
 
 
 @test(30)

@@ -246,6 +246,21 @@ class HalfpipeProcess:
                 nice[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[16])  # fields[0] is field 3
         return nice
 
+    def thread_cpu_seconds(self):
+        """{thread name: CPU seconds} summed over the threads of each name, to the
+        nanosecond (the first field of /proc/PID/task/TID/schedstat)."""
+        cpu = {}
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+                with open(f"/proc/{self.proc.pid}/task/{tid}/schedstat") as f:
+                    ns = int(f.read().split()[0])
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+            cpu[name] = cpu.get(name, 0.0) + ns / 1e9
+        return cpu
+
     def open_fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
