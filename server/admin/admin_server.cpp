@@ -18,6 +18,7 @@ namespace beast = boost::beast;
 namespace {
 
 using namespace std::chrono_literals;
+using namespace net::experimental::awaitable_operators;
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 constexpr auto request_deadline = 10s;  // a slow client cannot hold a connection open
 constexpr std::size_t header_limit = 8 * 1024;
@@ -26,6 +27,20 @@ constexpr std::size_t max_connections = 64;
 constexpr int admin_nice = 10;
 
 }  // namespace
+
+struct admin_server::connection {
+    tcp::socket& socket;
+    bool awaiting_request = false;  // no byte of the next request read yet
+    std::chrono::steady_clock::time_point idle_since{};
+
+    // Closing it then loses nothing: its client reopens it as after any keep-alive
+    // timeout. Bytes in the kernel are a request on its way, and closing over them
+    // would send RST.
+    bool idle() const {
+        boost::system::error_code ignored;
+        return awaiting_request && socket.available(ignored) == 0;
+    }
+};
 
 admin_server::admin_server(admin_options options, admin_backend& backend, std::shared_ptr<prometheus::Registry> registry)
     : options_(std::move(options)), backend_(backend), registry_(std::move(registry)) {}
@@ -71,7 +86,9 @@ net::awaitable<void> admin_server::accept_loop() {
             co_await backoff.async_wait(use_tuple);
             continue;
         }
-        if (connections_ >= max_connections) {
+        // Out of slots, do as nginx does: turning the new connection away would let a
+        // client that keeps its connections alive lock out scrapes and operators.
+        if (connections_.size() >= max_connections && !close_longest_idle()) {
             boost::system::error_code ignored;
             socket.close(ignored);
             continue;
@@ -82,21 +99,52 @@ net::awaitable<void> admin_server::accept_loop() {
     }
 }
 
-net::awaitable<void> admin_server::serve(tcp::socket socket) {
-    ++connections_;
-    struct count_guard {
-        std::size_t& n;
-        ~count_guard() { --n; }
-    } guard{connections_};
+bool admin_server::close_longest_idle() {
+    connection* victim = nullptr;
+    for (auto* c : connections_)
+        if (c->idle() && (!victim || c->idle_since < victim->idle_since)) victim = c;
+    if (!victim) return false;
+    // The slot is free from now on, not from when the victim's frame next runs: a
+    // second new connection meanwhile must pick another one.
+    connections_.remove(victim);
+    boost::system::error_code ignored;
+    victim->socket.shutdown(tcp::socket::shutdown_send, ignored);  // FIN: no request was pending
+    victim->socket.close(ignored);
+    return true;
+}
 
+net::awaitable<void> admin_server::serve(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
+    net::steady_timer idle_deadline(context_);
+    connection self{stream.socket()};
+    connections_.push_back(&self);
+    struct slot_guard {
+        std::list<connection*>& slots;
+        connection* self;
+        ~slot_guard() { slots.remove(self); }  // nothing left to remove once evicted
+    } guard{connections_, &self};
+
     admin_context ctx{options_, backend_, registry_};
     for (;;) {
+        const auto deadline = std::chrono::steady_clock::now() + request_deadline;
+        if (buffer.size() == 0) {
+            // Wait for readiness, not in async_read: a read may already hold the first
+            // bytes of a request while its completion waits to run, unseen by
+            // close_longest_idle(); readiness leaves them in the kernel, where it looks.
+            self.awaiting_request = true;
+            self.idle_since = std::chrono::steady_clock::now();
+            idle_deadline.expires_at(deadline);
+            auto ready = co_await (stream.socket().async_wait(tcp::socket::wait_read, use_tuple) ||
+                                   idle_deadline.async_wait(use_tuple));
+            self.awaiting_request = false;
+            // The deadline passed, or close_longest_idle() closed the socket (however the wait ended).
+            if (ready.index() == 1 || !stream.socket().is_open()) break;
+        }
         http::request_parser<http::string_body> parser;
         parser.header_limit(header_limit);
         parser.body_limit(body_limit);
-        stream.expires_after(request_deadline);
+        stream.expires_at(deadline);
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
         if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::connection_reset)
             break;

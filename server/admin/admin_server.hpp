@@ -1,6 +1,7 @@
 #pragma once
 // The admin HTTP endpoint: its own thread and io_context, so a slow scrape or a
 // misbehaving admin client can never delay the relay.
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,14 +36,18 @@ public:
 private:
     net::awaitable<void> accept_loop();
     net::awaitable<void> serve(tcp::socket socket);
+    bool close_longest_idle();
+
+    struct connection;  // one per serve() frame, which owns it
 
     admin_options options_;
     admin_backend& backend_;
     std::shared_ptr<prometheus::Registry> registry_;
+    // Before context_: its destructor ends the serve() frames, which leave this list.
+    std::list<connection*> connections_;  // the slots taken, at most max_connections
     net::io_context context_{1};
     tcp::acceptor acceptor_{context_};
     tcp::endpoint bound_;
-    std::size_t connections_ = 0;
     std::thread thread_;
 };
 

@@ -4,7 +4,8 @@
 - every route and status code: /metrics, /healthz, /readyz (503 while draining),
   /connections, POST /connections/{id}/close?how=fin|rst, 401/404/400/405/413/431,
   malformed requests, keep-alive and pipelining, the 10 s read deadline, the limit
-  of 64 concurrent admin connections, the bearer token;
+  of 64 concurrent admin connections (a new one closes the longest idle keep-alive
+  connection, or is refused when none is idle), the bearer token;
 - /connections for established, half-closed and back-pressured sessions (kernel
   TCP states, queues);
 - /metrics after controlled traffic: exact counter, gauge and histogram values,
@@ -558,6 +559,7 @@ def test_connection_limit():
     for c in conns:
         r = c.request("GET", "/healthz")
         answered += bool(r and r.status == 200)
+        c.send(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the head not finished: not idle
     check_eq("64 concurrent admin connections are all served", answered, 64)
 
     extra = HttpConn(hp.admin)
@@ -570,11 +572,12 @@ def test_connection_limit():
         r = extra.read_response()
     except (socket.timeout, TimeoutError):
         r = "no answer within 3 s"
-    check("the 65th concurrent connection is closed without an answer", r is None, r)
+    check("the 65th concurrent connection is closed without an answer while all 64 are mid-request", r is None, r)
 
     answered = 0
     for c in conns[:8]:
-        r = c.request("GET", "/readyz")
+        c.send(b"\r\n")
+        r = c.read_response()
         answered += bool(r and r.status == 200)
     check_eq("... while the 64 keep being served", answered, 8)
 
@@ -593,6 +596,55 @@ def test_connection_limit():
     for c in conns[1:]:
         c.close()
     check("after all close, connections are served again", wait_until(new_one, 3, 0.1), "")
+    check_eq("halfpipe exits 0 after SIGTERM", hp.stop(), 0)
+
+
+@test(30)
+def test_connection_limit_evicts_idle():
+    up = Upstream()
+    hp = Halfpipe(up.port)
+
+    def served(c):
+        try:
+            r = c.request("GET", "/healthz")
+        except OSError:
+            return False
+        return r is not None and r.status == 200
+
+    conns = [HttpConn(hp.admin) for _ in range(64)]
+    check_eq("64 keep-alive admin connections are all served", sum(map(served, conns)), 64)
+    # Idle since, longest first: 2, 3, ..., 63, 0. The first byte of a request
+    # makes 1 busy though it has been idle longer than all.
+    r = conns[0].request("GET", "/healthz")
+    check("a second request on the oldest connection", r and r.status == 200, r)
+    conns[1].send(b"GET /readyz HTTP/1.1\r\n")
+
+    def eof(c):
+        """The server ended c with a FIN and no bytes (a reset is not a clean close)."""
+        c.sock.settimeout(3)
+        try:
+            return c.sock.recv(1)
+        except OSError as e:
+            return repr(e)
+
+    for i, victim in ((65, 2), (66, 3)):
+        extra = HttpConn(hp.admin)
+        extra.sock.settimeout(3)
+        try:
+            r = extra.request("GET", "/healthz")
+        except OSError as e:
+            r = repr(e)
+        check(f"the {i}th connection is served while the 64 slots are taken",
+              isinstance(r, Response) and r.status == 200, r)
+        check_eq(f"... the longest idle one (connection {victim + 1} of 64) is closed for it with a FIN",
+                 eof(conns[victim]), b"")
+        conns.append(extra)
+
+    conns[1].send(b"Host: 127.0.0.1\r\n\r\n")
+    r = conns[1].read_response()
+    check("the connection in the middle of a request head is kept and answered", r and r.status == 200, r)
+    others = [c for i, c in enumerate(conns) if i not in (1, 2, 3)]
+    check_eq("the other connections all still work", sum(map(served, others)), len(others))
     check_eq("halfpipe exits 0 after SIGTERM", hp.stop(), 0)
 
 
