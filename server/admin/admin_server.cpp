@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 
 #include "common/log.hpp"
@@ -24,7 +25,23 @@ constexpr auto request_deadline = 10s;  // a slow client cannot hold a connectio
 constexpr std::size_t header_limit = 8 * 1024;
 constexpr std::size_t body_limit = 64 * 1024;
 constexpr std::size_t max_connections = 64;
+constexpr auto lingering_close_time = 2s;
 constexpr int admin_nice = 10;
+
+// After an error reply the client may still be sending (a body over the limit, a
+// head still arriving): our FIN goes first, then its bytes are read and dropped until
+// it closes, for a bounded time (RFC 9112 §9.6). Closing over them instead makes the
+// kernel answer with an RST, which can cost the client the reply it has not read yet.
+net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.expires_after(lingering_close_time);
+    std::array<char, 4096> dropped;
+    for (;;) {
+        auto [ec, n] = co_await stream.async_read_some(net::buffer(dropped), use_tuple);
+        if (ec) co_return;
+    }
+}
 
 }  // namespace
 
@@ -155,7 +172,8 @@ net::awaitable<void> admin_server::serve(tcp::socket socket) {
             auto response = plain_response(status, 11, std::string(obsolete_reason(status)) + "\n");
             response.keep_alive(false);
             stream.expires_after(request_deadline);
-            co_await http::async_write(stream, response, use_tuple);
+            auto [write_error, written] = co_await http::async_write(stream, response, use_tuple);
+            if (!write_error) co_await lingering_close(stream);
             break;
         }
         auto& request = parser.get();

@@ -3,6 +3,7 @@
 
 - every route and status code: /metrics, /healthz, /readyz (503 while draining),
   /connections, POST /connections/{id}/close?how=fin|rst, 401/404/400/405/413/431,
+  a lingering close after an error reply (a body still arriving after a 413 is not reset),
   malformed requests, keep-alive and pipelining, the 10 s read deadline, the limit
   of 64 concurrent admin connections (a new one closes the longest idle keep-alive
   connection, or is refused when none is idle), the bearer token;
@@ -431,6 +432,29 @@ def test_limits_and_malformed():
     chunk = b"%x\r\n%s\r\n" % (16384, b"c" * 16384)
     one(b"POST /connections/999999/close HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 5 +
         b"0\r\n\r\n", "POST with an 80 KiB chunked body", 413)
+
+    # A client still sending a body over the limit gets the 413, then our FIN: its
+    # further bytes are read and dropped, never answered with an RST.
+    conn = HttpConn(hp.admin)
+    conn.send(b"POST /connections/999999/close HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+    r = conn.read_response()
+    check("POST announcing a 1 MB body: 413 before the body", r is not None and r.status == 413, r)
+    error = None
+    for _ in range(30):
+        try:
+            conn.sock.sendall(b"z" * 16384)
+        except OSError as e:
+            error = e
+            break
+        time.sleep(0.01)
+    check("the body sent after the 413 all went out (no reset)", error is None, repr(error))
+    try:
+        conn.sock.shutdown(socket.SHUT_WR)
+        ended = conn.sock.recv(1)
+    except OSError as e:
+        ended = e
+    check_eq("then the connection ends with a FIN", ended, b"")
+    conn.close()
 
     # Malformed requests.
     one(b"GARBAGE\r\n\r\n", "a request line without method, target, version", 400)
