@@ -9,6 +9,7 @@
 
 #include "common/log.hpp"
 #include "server/admin/admin_routes.hpp"
+#include "server/socket_options.hpp"
 
 namespace halfpipe {
 
@@ -35,6 +36,9 @@ void admin_server::start() {
     tcp::endpoint endpoint(net::ip::make_address(options_.address.host), options_.address.port);
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
+    // In a handover the successor binds this port while this process drains, as it
+    // does the listeners; until this one exits the kernel spreads scrapes over both.
+    set_reuse_port(acceptor_);
     acceptor_.bind(endpoint);
     acceptor_.listen();
     auto bound = bound_ = acceptor_.local_endpoint();
