@@ -79,7 +79,13 @@ net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp:
     acceptor.non_blocking(true, ignored);
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(owner.context(), peer, use_tuple);
-        if (!acceptor.is_open()) co_return;
+        if (!acceptor.is_open()) {
+            // An accept that completed just before stop_accepting closed the acceptor
+            // still gave us a client: it is drained like the others. Dropped here, it
+            // would be closed unserved, and its client reset once it sends.
+            if (!ec) admit(owner, listener, std::move(socket), peer);
+            co_return;
+        }
         if (ec) {
             if (is_per_connection(ec)) continue;
             auto resource = accept_error_name(ec);

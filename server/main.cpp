@@ -1,5 +1,6 @@
 #include <csignal>
 #include <exception>
+#include <fstream>
 #include <boost/system/system_error.hpp>
 #include <system_error>
 
@@ -7,6 +8,20 @@
 #include "server/cli.hpp"
 #include "server/fd_limit.hpp"
 #include "server/proxy.hpp"
+
+namespace {
+
+// A handover (a successor started on the same ports, then SIGTERM here) hands over
+// the connections still queued in this process's listeners only if the kernel
+// migrates them; otherwise closing the listeners resets them. Kernels before 5.14
+// have no such setting, and then nothing is said.
+bool queued_connections_reset_at_stop() {
+    std::ifstream file("/proc/sys/net/ipv4/tcp_migrate_req");
+    int value = 1;
+    return file >> value && value == 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     auto cli = halfpipe::parse_cli(argc, argv);
@@ -23,6 +38,9 @@ int main(int argc, char** argv) {
     if (fd_limit < 1024)
         log.warn("event=low_fd_limit nofile={} hint=\"each connection needs two descriptors; raise LimitNOFILE\"",
                  fd_limit);
+    if (queued_connections_reset_at_stop())
+        log.info("event=tcp_migrate_req_off hint=\"connections queued when this process stops are reset, not handed "
+                 "to a successor on the same ports; set net.ipv4.tcp_migrate_req=1 for handovers\"");
     try {
         return halfpipe::run_proxy(cli.cfg);
     } catch (const boost::system::system_error& e) {  // a bind that failed, for one

@@ -1,5 +1,6 @@
 #include "server/proxy.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -28,6 +29,8 @@ namespace {
 using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 constexpr auto drain_poll_interval = 50ms;
+// The accept loops end as soon as each worker runs its acceptors' close.
+constexpr auto accept_end_poll_interval = 1ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
 // Names looked up at once: a getaddrinfo waits for its DNS server, not a core. A
@@ -105,6 +108,11 @@ public:
         log_listening();
         while (signals_seen == 0) control.run_one();
 
+        // A connection whose accept completed as its acceptor closed is admitted after
+        // the close: neither the live count nor a terminate_all covers it before every
+        // accept loop has ended.
+        const auto accept_end_deadline = clock::now() + unwind_grace;
+        while (accepting() && clock::now() < accept_end_deadline) control.run_for(accept_end_poll_interval);
         const auto drain_deadline = clock::now() + cfg_.drain_timeout;
         while (live_sessions() > 0 && clock::now() < drain_deadline) control.run_for(drain_poll_interval);
         if (auto left = live_sessions(); left > 0) {
@@ -186,6 +194,10 @@ private:
             for (const auto& endpoint : l->bound)
                 log::get().info("event=listening listener={} address={} workers={}", l->cfg.name,
                                 endpoint_text(endpoint), workers_.size());
+    }
+
+    bool accepting() const {
+        return std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->accepting(); });
     }
 
     std::size_t live_sessions() const {

@@ -42,7 +42,10 @@ void worker::add_acceptor(listener_runtime& listener, tcp::acceptor acceptor) {
 
 void worker::start() {
     for (auto& a : acceptors_) {
-        net::co_spawn(context_, accept_loop(*this, *a->listener, a->acceptor), [](std::exception_ptr e) {
+        accept_loops_.fetch_add(1, std::memory_order_relaxed);
+        net::co_spawn(context_, accept_loop(*this, *a->listener, a->acceptor), [this](std::exception_ptr e) {
+            // Release: whoever sees the loop ended also sees the sessions it admitted.
+            accept_loops_.fetch_sub(1, std::memory_order_release);
             if (e) std::rethrow_exception(e);  // a bug: the accept loop handles every I/O outcome itself
         });
     }

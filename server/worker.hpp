@@ -34,6 +34,9 @@ public:
     // Thread-safe: both post to the worker's own thread.
     void stop_accepting();
     void terminate_all(close_outcome why);
+    // Until every accept loop has ended, a connection whose accept completed as its
+    // acceptor closed may still be admitted (listener.cpp). Thread-safe.
+    bool accepting() const noexcept { return accept_loops_.load(std::memory_order_acquire) > 0; }
     void stop() { context_.stop(); }
     void join();
 
@@ -69,6 +72,7 @@ private:
     net::io_context context_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     net::executor_work_guard<net::io_context::executor_type> guard_{context_.get_executor()};
     std::vector<std::unique_ptr<bound_acceptor>> acceptors_;
+    std::atomic<std::size_t> accept_loops_{0};
     std::thread thread_;
 };
 

@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "common/thread_name.hpp"
 #include "server/admin/admin_routes.hpp"
+#include "server/socket_options.hpp"
 
 namespace halfpipe {
 
@@ -68,6 +69,9 @@ void admin_server::start() {
     tcp::endpoint endpoint(net::ip::make_address(options_.address.host), options_.address.port);
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
+    // In a handover the successor binds this port while this process drains, as it
+    // does the listeners; until this one exits the kernel spreads scrapes over both.
+    set_reuse_port(acceptor_);
     acceptor_.bind(endpoint);
     acceptor_.listen();
     auto bound = bound_ = acceptor_.local_endpoint();

@@ -411,10 +411,12 @@ def open_relayed(port, count, deadline):
     return clients, ok
 
 
-def echo_server(nodelay=False):
+def echo_server(nodelay=False, close_on_eof=False):
     """Run in a child process: accepts connections on 127.0.0.1:0 (port printed on stdout)
     and echoes what arrives, until stdin closes. Children have descriptor limits of their
-    own, so a test can hold 10,000 relayed connections with the peers out here."""
+    own, so a test can hold 10,000 relayed connections with the peers out here. With
+    close_on_eof a client's FIN is answered with a close, so that connections can end
+    cleanly; otherwise they stay half-closed until stdin closes."""
     raise_fd_limit()
     up = socket.socket()
     up.bind(("127.0.0.1", 0))
@@ -450,12 +452,14 @@ def echo_server(nodelay=False):
                     key.fileobj.sendall(data)
                 else:
                     sel.unregister(key.fileobj)
+                    if close_on_eof:
+                        key.fileobj.close()
 
 
-def start_echo_server(nodelay=False):
+def start_echo_server(nodelay=False, close_on_eof=False):
     """echo_server() in a child process: (Popen, port). Close its stdin to stop it."""
     child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--echo-server"] +
-                             (["--nodelay"] if nodelay else []),
+                             (["--nodelay"] if nodelay else []) + (["--close-on-eof"] if close_on_eof else []),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     port = int(child.stdout.readline())
     return child, port
@@ -483,4 +487,4 @@ def metric_sum(text, name, labels):
 
 
 if __name__ == "__main__" and "--echo-server" in sys.argv:
-    echo_server(nodelay="--nodelay" in sys.argv)
+    echo_server(nodelay="--nodelay" in sys.argv, close_on_eof="--close-on-eof" in sys.argv)
