@@ -8,6 +8,7 @@
 #include "server/cli.hpp"
 #include "server/fd_limit.hpp"
 #include "server/proxy.hpp"
+#include "server/successor.hpp"
 
 namespace {
 
@@ -24,6 +25,8 @@ bool queued_connections_reset_at_stop() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Before any thread starts: it changes the environment.
+    const halfpipe::process_context process{halfpipe::restart_command(argc, argv), halfpipe::take_ready_fd()};
     auto cli = halfpipe::parse_cli(argc, argv);
     if (cli.what == halfpipe::cli_result::action::exit) return cli.exit_code;
 
@@ -42,7 +45,7 @@ int main(int argc, char** argv) {
         log.info("event=tcp_migrate_req_off hint=\"connections queued when this process stops are reset, not handed "
                  "to a successor on the same ports; set net.ipv4.tcp_migrate_req=1 for handovers\"");
     try {
-        return halfpipe::run_proxy(cli.cfg);
+        return halfpipe::run_proxy(cli.cfg, process);
     } catch (const boost::system::system_error& e) {  // a bind that failed, for one
         log.error("event=fatal error=\"{}\"", e.what());
         return 1;

@@ -1,5 +1,7 @@
 #include "server/proxy.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -8,6 +10,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <system_error>
 #include <vector>
 
 #include "common/log.hpp"
@@ -20,6 +24,8 @@
 #include "server/metrics/proxy_metrics.hpp"
 #include "server/name_resolver.hpp"
 #include "server/password_checks.hpp"
+#include "server/service_manager.hpp"
+#include "server/successor.hpp"
 #include "server/worker.hpp"
 
 namespace halfpipe {
@@ -33,6 +39,8 @@ constexpr auto drain_poll_interval = 50ms;
 constexpr auto accept_end_poll_interval = 1ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
+// A successor that has not bound its listeners by then is stuck: it is killed.
+constexpr auto reload_timeout = 30s;
 // Names looked up at once: a getaddrinfo waits for its DNS server, not a core. A
 // name that never answers holds one thread for the resolver's own timeout.
 constexpr std::size_t resolver_threads = 64;
@@ -51,7 +59,7 @@ forward::destination_acl make_acl(const config::listener_config& lc) {
 
 class proxy final : public admin_backend {
 public:
-    explicit proxy(const config::config& cfg) : cfg_(cfg), metrics_(cfg) {
+    proxy(const config::config& cfg, const process_context& process) : cfg_(cfg), process_(process), metrics_(cfg) {
         for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
             const auto& lc = cfg.listeners[i];
             auto l = std::make_unique<listener_runtime>(lc, i, metrics_.listener(i));
@@ -86,18 +94,57 @@ public:
             all_bound_.push_back(admin->local_endpoint());
         }
         net::io_context control;
-        net::signal_set signals(control, SIGINT, SIGTERM);
+        net::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
         for (auto& w : workers_) w->start();
 
-        int signals_seen = 0;
+        bool stopping = false;
+        std::optional<successor> next;  // started by SIGHUP
+        auto start_drain = [&](int signo) {
+            stopping = true;
+            draining_ = true;
+            log::get().info("event=draining signal={} live={} drain_timeout_ms={}", signo, live_sessions(),
+                            cfg_.drain_timeout.count());
+            for (auto& w : workers_) w->stop_accepting();
+        };
+        auto reload = [&] {
+            if (stopping || next) {
+                log::get().info("event=reload_ignored reason={}", stopping ? "draining" : "reload_in_progress");
+                return;
+            }
+            // As PID 1 (a container's only process) this process's exit would end the
+            // container, successor and all.
+            if (::getpid() == 1) {
+                log::get().warn("event=reload_refused reason=pid_1 hint=\"replace the container instead\"");
+                return;
+            }
+            try {
+                next.emplace(control, process_.command);
+            } catch (const std::system_error& e) {
+                log::get().error("event=reload_failed error=\"{}\"", e.what());
+                return;
+            }
+            notify_service_manager("RELOADING=1");
+            log::get().info("event=reload_started successor_pid={}", next->pid());
+            next->async_wait_ready(reload_timeout, [&](bool ready, const std::string& why) {
+                if (ready) {
+                    log::get().info("event=reload_handover successor_pid={}", next->pid());
+                    start_drain(SIGHUP);
+                    return;
+                }
+                log::get().error("event=reload_failed successor_pid={} reason=\"{}\"", next->pid(), why);
+                notify_service_manager("READY=1");  // still the one serving
+                net::post(control, [&] { next.reset(); });
+            });
+        };
         std::function<void(const boost::system::error_code&, int)> on_signal;
         on_signal = [&](const boost::system::error_code& ec, int signo) {
             if (ec) return;
-            if (++signals_seen == 1) {
-                draining_ = true;
-                log::get().info("event=draining signal={} live={} drain_timeout_ms={}", signo, live_sessions(),
-                                cfg_.drain_timeout.count());
-                for (auto& w : workers_) w->stop_accepting();
+            if (signo == SIGHUP) {
+                reload();
+            } else if (!stopping) {
+                next.reset();  // a successor still starting would outlive a stop
+                notify_service_manager("STOPPING=1");
+                start_drain(signo);
             } else {
                 log::get().info("event=drain_aborted signal={}", signo);
                 for (auto& w : workers_) w->terminate_all({initiator::proxy, close_how::timeout, "drain_aborted"});
@@ -106,7 +153,13 @@ public:
         };
         signals.async_wait(on_signal);
         log_listening();
-        while (signals_seen == 0) control.run_one();
+        if (process_.ready_fd) {
+            announce_ready(*process_.ready_fd);
+            notify_service_manager("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1");
+        } else {
+            notify_service_manager("READY=1");
+        }
+        while (!stopping) control.run_one();
 
         // A connection whose accept completed as its acceptor closed is admitted after
         // the close: neither the live count nor a terminate_all covers it before every
@@ -207,6 +260,7 @@ private:
     }
 
     const config::config& cfg_;
+    const process_context& process_;
     proxy_metrics metrics_;
     std::atomic<std::uint64_t> session_ids_{0};
     std::atomic<bool> draining_{false};
@@ -225,6 +279,6 @@ private:
 
 }  // namespace
 
-int run_proxy(const config::config& cfg) { return proxy(cfg).run(); }
+int run_proxy(const config::config& cfg, const process_context& process) { return proxy(cfg, process).run(); }
 
 }  // namespace halfpipe

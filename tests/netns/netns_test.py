@@ -10,15 +10,23 @@ namespace of its own (so its port range and firewall touch nothing else):
 - handover: a second halfpipe binds the same listener and admin ports, the first is
   stopped with connections still in its accept queue; with net.ipv4.tcp_migrate_req=1
   (a per-namespace sysctl) the kernel hands them to the second and none is lost; with
-  0 the queued ones are reset.
+  0 the queued ones are reset;
+- reload: SIGHUP starts a successor with the config as it is on disk; it tells the old
+  process and the service manager (sd_notify: MAINPID, READY) that it listens, the old
+  one drains and exits, and no client is refused or reset meanwhile; a successor with
+  a bad config is reaped and the old process serves on.
 
 Needs root, iproute2 and nft. Prints 'N passed, N failed'; every wait is bounded.
 """
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
@@ -192,9 +200,12 @@ def inner_unreachable():
 
 
 def process_state(pid):
-    """R, S, T (stopped), ... from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
+    """R, S, T (stopped), ... from /proc/PID/stat; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
 
 
 HANDOVER_CLIENTS = 200
@@ -305,6 +316,181 @@ def inner_handover_no_migrate():
     handover(0)
 
 
+RELOAD_DRAIN_S = 5
+
+
+def write_reload_config(path, upstream_port, valid=True):
+    with open(path, "w") as f:
+        f.write(f"workers: 1\ndrain_timeout: {RELOAD_DRAIN_S}s\nadmin: off\nlisteners:\n  - name: web\n"
+                f"    bind: 127.0.0.1:8000\n    upstream: {{address: 127.0.0.1:{upstream_port}}}\n"
+                + ("" if valid else "    buffer_size: a lot\n"))
+
+
+class NotifySocket:
+    """The service manager's end of sd_notify(3): a datagram socket named by NOTIFY_SOCKET."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="halfpipe-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+
+    def next(self, seconds):
+        """The next notice, or None if none comes within `seconds`."""
+        self.sock.settimeout(seconds)
+        try:
+            return self.sock.recv(4096).decode()
+        except (socket.timeout, TimeoutError):
+            return None
+
+    def close(self):
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def children_of(pid):
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return found
+
+
+def stop_successor(pid):
+    """SIGTERM to a successor (not our child: its parent has exited), then wait until it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    wait_until(lambda: process_state(pid) in (None, "Z"), 10)
+
+
+def hammer(port, stop, outcomes):
+    """New connections one after another until `stop`: one relay_outcomes() each."""
+    while not stop.is_set():
+        try:
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError as e:
+            outcomes.append(type(e).__name__)
+            continue
+        outcomes += relay_outcomes([c], 5)
+        c.close()
+
+
+def started_under_notify(upstream_port):
+    """halfpipe from a config file (upstream_port), with a NOTIFY_SOCKET of ours:
+    (halfpipe, the notify socket, the config's path). It must say READY=1 first."""
+    notify = NotifySocket()
+    config = os.path.join(notify.dir, "halfpipe.yaml")
+    write_reload_config(config, upstream_port)
+    hp = HalfpipeProcess([BINARY, "--config", config], env={**os.environ, "NOTIFY_SOCKET": notify.path})
+    check_eq("READY=1 to the service manager once it listens", notify.next(5), "READY=1")
+    return hp, notify, config
+
+
+def inner_reload():
+    """SIGHUP: a successor with the config as it is now on disk takes over the ports; the
+    old process drains what it has. Not one client is refused or reset meanwhile."""
+    with open("/proc/sys/net/ipv4/tcp_migrate_req", "w") as f:
+        f.write("1")
+    echo_a, port_a = start_echo_server(close_on_eof=True)
+    echo_b, port_b = start_echo_server(close_on_eof=True)
+    hp, notify, config = started_under_notify(port_a)
+    successor = None
+    try:
+        held = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+        held.sendall(b"before")
+        check_eq("a connection opened before the reload relays", held.recv(6), b"before")
+        stop, outcomes = threading.Event(), []
+        clients = threading.Thread(target=hammer, args=(hp.port, stop, outcomes), daemon=True)
+        clients.start()
+        time.sleep(0.3)
+        write_reload_config(config, port_b)
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check_eq("RELOADING=1 at SIGHUP", notify.next(5), "RELOADING=1")
+        notice = notify.next(10) or ""
+        m = re.fullmatch(r"MAINPID=(\d+)\nREADY=1", notice)
+        check("the successor tells the service manager it is the main process now, and ready", m, repr(notice))
+        successor = int(m.group(1)) if m else None
+        check("the successor is another process", successor not in (None, hp.proc.pid), successor)
+        check("event=reload_handover names it", log_line(hp, r"event=reload_handover successor_pid=%s" % successor, 5))
+        check("the old process drains", log_line(hp, r"event=draining signal=1 ", 5))
+        time.sleep(0.5)
+        stop.set()
+        clients.join(10)
+        counts = {k: outcomes.count(k) for k in sorted(set(outcomes))}
+        print(f"  clients during the reload: {counts}", flush=True)
+        check("every client during the reload was relayed and closed cleanly",
+              set(counts) == {"ok"} and counts["ok"] >= 20, counts)
+        held.sendall(b"after")
+        check_eq("the connection opened before still relays, through the old process", held.recv(5), b"after")
+        fresh = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+        check_eq("a new connection relays", relay_outcomes([fresh], 5), ["ok"])
+        fresh.close()
+        check("new connections go to the upstream of the new config",
+              log_line(hp, r"event=access .*upstream=127\.0\.0\.1:%d " % port_b, 5))
+        held.close()
+        try:
+            status = hp.proc.wait(RELOAD_DRAIN_S + 5)
+        except subprocess.TimeoutExpired:
+            status = None
+        check_eq("the old process exits 0 once its last connection is closed", status, 0)
+        check("it drained without a timeout", "event=drain_timeout" not in hp.log_text())
+    finally:
+        if successor:
+            stop_successor(successor)
+        hp.stop()
+        for echo in (echo_a, echo_b):
+            echo.stdin.close()
+            echo.wait(5)
+        notify.close()
+
+
+def inner_reload_bad_config():
+    """A successor that cannot start (here: an invalid config) is reaped, and the old
+    process goes on serving; the next SIGHUP, with the config fixed, works."""
+    echo, port = start_echo_server(close_on_eof=True)
+    hp, notify, config = started_under_notify(port)
+    successor = None
+    try:
+        write_reload_config(config, port, valid=False)
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check_eq("RELOADING=1 at SIGHUP", notify.next(5), "RELOADING=1")
+        check("event=reload_failed with the successor's exit status",
+              log_line(hp, r'event=reload_failed successor_pid=\d+ reason="exited with status 2"', 10))
+        check("the successor said why", log_line(hp, r"invalid configuration: .*buffer_size", 5))
+        check_eq("READY=1 again: the old process still serves", notify.next(5), "READY=1")
+        check_eq("no successor is left behind", children_of(hp.proc.pid), [])
+        c = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+        check_eq("it still relays", relay_outcomes([c], 5), ["ok"])
+        c.close()
+        check("and does not drain", "event=draining" not in hp.log_text())
+        write_reload_config(config, port)
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check_eq("the next SIGHUP: RELOADING=1", notify.next(5), "RELOADING=1")
+        m = re.fullmatch(r"MAINPID=(\d+)\nREADY=1", notify.next(10) or "")
+        check("with the config fixed, the successor takes over", m)
+        successor = int(m.group(1)) if m else None
+        try:
+            status = hp.proc.wait(RELOAD_DRAIN_S + 5)
+        except subprocess.TimeoutExpired:
+            status = None
+        check_eq("the old process exits 0", status, 0)
+    finally:
+        if successor:
+            stop_successor(successor)
+        hp.stop()
+        echo.stdin.close()
+        echo.wait(5)
+        notify.close()
+
+
 def run_in_namespace(case):
     ns = f"halfpipe-test-{os.getpid()}-{case}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -331,6 +517,6 @@ if __name__ == "__main__":
         globals()["inner_" + case]()
         sys.exit(1 if any(not ok for _, _, ok in suite.results) else 0)
     for case in ("port_exhaustion", "source_address", "connect_timeout", "unreachable", "handover_migrate",
-                 "handover_no_migrate"):
+                 "handover_no_migrate", "reload", "reload_bad_config"):
         run_in_namespace(case)
     suite.finish()

@@ -157,12 +157,12 @@ class HalfpipeProcess:
     `port` and `listener` for the first. `keep(line)` decides which lines are kept (a run
     with 10,000 connections need not keep their access log)."""
 
-    def __init__(self, args, *, admin=False, listeners=1, preexec_fn=None, keep=None, start_timeout=10):
+    def __init__(self, args, *, admin=False, listeners=1, preexec_fn=None, keep=None, start_timeout=10, env=None):
         self.args = list(args)
         self.keep = keep
         self.started_at = time.time()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     errors="replace", preexec_fn=preexec_fn)
+                                     errors="replace", preexec_fn=preexec_fn, env=env)
         self.lines = []
         self.cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()

@@ -1,0 +1,149 @@
+#include "server/successor.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+extern char** environ;
+
+namespace halfpipe {
+
+namespace {
+
+constexpr std::string_view ready_fd_variable = "HALFPIPE_READY_FD";
+constexpr std::string_view ready_message = "ready\n";
+// Where the successor finds the pipe's write end.
+constexpr int successor_ready_fd = 3;
+
+std::string exit_text(int status) {
+    if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+    return "ended";
+}
+
+}  // namespace
+
+std::vector<std::string> restart_command(int argc, char** argv) {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    std::vector<std::string> command{ec ? std::string(argv[0]) : self.string()};
+    for (int i = 1; i < argc; ++i) command.emplace_back(argv[i]);
+    return command;
+}
+
+std::optional<int> take_ready_fd() {
+    const char* text = std::getenv(std::string(ready_fd_variable).c_str());
+    if (text == nullptr) return std::nullopt;
+    int fd = -1;
+    const std::string_view value(text);
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), fd);
+    ::unsetenv(std::string(ready_fd_variable).c_str());
+    // Not ours to write to unless it really is a pipe left open for us.
+    if (ec != std::errc() || end != value.data() + value.size() || fd < 3 || ::fcntl(fd, F_GETFD) < 0)
+        return std::nullopt;
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // not for this process's own successor
+    return fd;
+}
+
+void announce_ready(int ready_fd) noexcept {
+    // The predecessor may have given up meanwhile; then there is nobody to tell.
+    [[maybe_unused]] auto written = ::write(ready_fd, ready_message.data(), ready_message.size());
+    ::close(ready_fd);
+}
+
+successor::successor(net::io_context& control, const std::vector<std::string>& command)
+    : pipe_(control), deadline_(control) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+    const int read_end = fds[0];
+    const int write_end = fds[1];
+
+    std::vector<std::string> environment;
+    for (char** e = environ; *e != nullptr; ++e)
+        if (!std::string_view(*e).starts_with(std::string(ready_fd_variable) + "=")) environment.emplace_back(*e);
+    environment.push_back(std::string(ready_fd_variable) + "=" + std::to_string(successor_ready_fd));
+    std::vector<char*> envp;
+    for (auto& e : environment) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args(command);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    // Asio opens sockets without close-on-exec: every descriptor but the pipe's is closed
+    // in the successor, or it would hold this process's connections open (no FIN would
+    // leave when this process closes them) and its listeners.
+    posix_spawn_file_actions_adddup2(&actions, write_end, successor_ready_fd);
+    posix_spawn_file_actions_addclosefrom_np(&actions, successor_ready_fd + 1);
+    const int error = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(write_end);  // the successor holds the only one: its exit reads as EOF here
+    if (error != 0) {
+        ::close(read_end);
+        throw std::system_error(error, std::generic_category(), "posix_spawn " + command.front());
+    }
+    pipe_.assign(read_end);
+}
+
+successor::~successor() {
+    if (!ready_ && !reaped_) {
+        ::kill(pid_, SIGKILL);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+    }
+}
+
+void successor::give_up(const std::string& why) {
+    decided_ = true;
+    deadline_.cancel();
+    boost::system::error_code ignored;
+    pipe_.close(ignored);
+    int status = 0;
+    // After EOF the successor has exited (it held the pipe's only write end); after the
+    // deadline it is killed first. Either way waitpid returns at once.
+    std::string outcome = why;
+    if (why == "timeout") ::kill(pid_, SIGKILL);
+    if (::waitpid(pid_, &status, 0) == pid_) {
+        reaped_ = true;
+        if (why != "timeout") outcome = exit_text(status);
+    }
+    auto done = std::move(done_);
+    done(false, outcome);
+}
+
+void successor::async_wait_ready(std::chrono::steady_clock::duration timeout, on_outcome done) {
+    done_ = std::move(done);
+    deadline_.expires_after(timeout);
+    deadline_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
+        if (alive.expired() || ec || decided_) return;
+        give_up("timeout");
+    });
+    net::async_read(pipe_, net::buffer(message_, ready_message.size()),
+                    [this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec, std::size_t n) {
+                        if (alive.expired() || decided_) return;
+                        if (ec || std::string_view(message_.data(), n) != ready_message) {
+                            give_up("exited");
+                            return;
+                        }
+                        decided_ = true;
+                        ready_ = true;
+                        deadline_.cancel();
+                        boost::system::error_code ignored;
+                        pipe_.close(ignored);
+                        auto done_now = std::move(done_);
+                        done_now(true, "");
+                    });
+}
+
+}  // namespace halfpipe

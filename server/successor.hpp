@@ -1,0 +1,65 @@
+#pragma once
+// Reload by handover: on SIGHUP halfpipe starts this executable again with the same
+// arguments, so the successor reads the config (and runs the binary) as they are now
+// on disk. The successor binds the same ports beside this process (SO_REUSEPORT) and
+// says when it listens through a pipe named by $HALFPIPE_READY_FD; only then does
+// this process drain and exit, as on SIGTERM. A successor that fails (a bad config)
+// or stays silent is reaped, and this process goes on serving.
+#include <sys/types.h>
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net.hpp"
+
+namespace halfpipe {
+
+// The executable (as /proc/self/exe names it now, before any upgrade replaces the
+// file) and the arguments this process was started with.
+std::vector<std::string> restart_command(int argc, char** argv);
+
+// In a successor: the write end of the pipe to its predecessor, taken out of the
+// environment (call it before any thread starts: the environment is not thread-safe).
+std::optional<int> take_ready_fd();
+// Tells the predecessor this process listens, and closes the pipe.
+void announce_ready(int ready_fd) noexcept;
+
+class successor {
+public:
+    using on_outcome = std::function<void(bool ready, const std::string& why)>;
+
+    // Starts the successor; throws std::system_error when it cannot.
+    successor(net::io_context& control, const std::vector<std::string>& command);
+    // One that never said it listens is killed and reaped; one that did lives on.
+    ~successor();
+    successor(const successor&) = delete;
+    successor& operator=(const successor&) = delete;
+
+    pid_t pid() const noexcept { return pid_; }
+
+    // done(true) once it listens; done(false, why) when it exits first or stays silent
+    // for `timeout` (then it is killed). Either way done is the last thing that runs
+    // here, so it may destroy this object.
+    void async_wait_ready(std::chrono::steady_clock::duration timeout, on_outcome done);
+
+private:
+    void give_up(const std::string& why);
+
+    pid_t pid_ = -1;
+    bool ready_ = false;
+    bool reaped_ = false;
+    bool decided_ = false;  // done_ has been called
+    // Handlers hold it weakly: one may still be queued after done_ destroyed this object.
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+    net::posix::stream_descriptor pipe_;
+    net::steady_timer deadline_;
+    std::array<char, 16> message_{};
+    on_outcome done_;
+};
+
+}  // namespace halfpipe
