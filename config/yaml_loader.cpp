@@ -76,7 +76,11 @@ timeouts_config read_timeouts(const reader& r, const located& at) {
     if (auto f = m.find("max_lifetime")) timeouts.max_lifetime = r.duration_value(*f, true);
     if (auto f = m.find("rst_flush")) timeouts.rst_flush = *r.duration_value(*f, false);
     if (auto f = m.find("handshake")) timeouts.handshake = *r.duration_value(*f, false);
-    if (auto f = m.find("lingering_close")) timeouts.lingering_close = r.duration_value(*f, true);
+    if (auto f = m.find("lingering_close")) {
+        timeouts.lingering_close = r.duration_value(*f, true);
+        // RFC 1928: a SOCKS server closes within 10 s of a failure.
+        if (timeouts.lingering_close && *timeouts.lingering_close > 10s) r.fail(*f, "at most 10s (or off)");
+    }
     return timeouts;
 }
 

@@ -55,7 +55,10 @@ struct handshake_reader {
     net::awaitable<bool> write(std::string_view bytes) {
         if (bytes.empty()) co_return true;
         auto result = co_await (net::async_write(client, net::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
-        if (result.index() == 1) co_return false;
+        if (result.index() == 1) {
+            timed_out = true;  // the client does not read
+            co_return false;
+        }
         auto [ec, n] = std::get<0>(result);
         co_return !ec;
     }
@@ -111,6 +114,13 @@ constexpr close_outcome denied{initiator::proxy, close_how::limit, "destination_
 close_outcome incomplete(const handshake_reader& io) {
     if (io.timed_out) return {initiator::proxy, close_how::timeout, "handshake_incomplete"};
     return {initiator::client, close_how::fin, "handshake_incomplete"};  // it left before asking
+}
+
+// A reply could not be written: the client does not read (the deadline passed), or
+// it is gone.
+close_outcome unanswered(const handshake_reader& io) {
+    if (io.timed_out) return incomplete(io);
+    return {initiator::client, close_how::error, "handshake_incomplete"};
 }
 
 // The users file, not a peer, turned the client away.
@@ -247,7 +257,7 @@ net::awaitable<std::optional<request>> read_socks5(session& s, handshake_reader&
             co_return std::nullopt;
         }
         if (!co_await io.write(r.reply)) {
-            give_up(s, {initiator::client, close_how::error, "handshake_incomplete"});
+            give_up(s, unanswered(io));
             co_return std::nullopt;
         }
         if (r.state == forward::socks5_result::status::request)
@@ -314,7 +324,7 @@ net::awaitable<bool> open_forward_tunnel(session& s) {
                                         : forward::socks5_reply_bytes(forward::socks5_reply::succeeded,
                                                                       to_ip(local.address()), local.port());
     if (!co_await io.write(established)) {
-        give_up(s, {initiator::client, close_how::error, "handshake_incomplete"});
+        give_up(s, unanswered(io));
         close_socket(s.upstream, close_kind::abortive_rst);
         co_return false;
     }

@@ -1,8 +1,6 @@
 #include <csignal>
-#include <exception>
 #include <fstream>
-#include <boost/system/system_error.hpp>
-#include <system_error>
+#include <stdexcept>
 
 #include "common/log.hpp"
 #include "server/cli.hpp"
@@ -46,10 +44,7 @@ int main(int argc, char** argv) {
                  "to a successor on the same ports; set net.ipv4.tcp_migrate_req=1 for handovers\"");
     try {
         return halfpipe::run_proxy(cli.cfg, process);
-    } catch (const boost::system::system_error& e) {  // a bind that failed, for one
-        log.error("event=fatal error=\"{}\"", e.what());
-        return 1;
-    } catch (const std::system_error& e) {
+    } catch (const std::runtime_error& e) {  // what the system refused: a bind, a thread, libcrypt
         log.error("event=fatal error=\"{}\"", e.what());
         return 1;
     }

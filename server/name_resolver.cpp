@@ -149,19 +149,20 @@ net::awaitable<std::vector<tcp::endpoint>> name_resolver::resolve(const std::str
             job->join(w);
             shared_->in_flight.emplace(host, job);
             shared_->queue.push_back(std::move(job));
-            // Idle threads already woken for earlier names are still counted idle:
-            // compare with the queue, not with zero.
-            if (shared_->queue.size() > shared_->idle && shared_->threads < shared_->max_threads) {
-                ++shared_->threads;
-                start_thread = true;
-            }
+        }
+        // Idle threads already woken for earlier names are still counted idle: compare
+        // with the queue, not with zero. Checked for a joining session too: if a thread
+        // could not be started for the name it joins, this is the next try.
+        if (shared_->queue.size() > shared_->idle && shared_->threads < shared_->max_threads) {
+            ++shared_->threads;
+            start_thread = true;
         }
     }
     if (start_thread) {
         try {
             // Detached: a thread inside getaddrinfo must not hold up the shutdown.
             std::thread([state = shared_] { serve(state); }).detach();
-        } catch (const std::system_error&) {  // out of threads: those running take the name
+        } catch (const std::system_error&) {  // out of threads: a running one, or the next session's try, takes it
             std::lock_guard lock(shared_->mutex);
             --shared_->threads;
         }

@@ -12,9 +12,14 @@ namespace {
 // crypt): the memo is checked on the relay's threads, for every login of a remembered
 // user, wrong passwords included. Its digests only stand between a remembered password
 // and a copy of it in memory; the users file's hashes are what resists guessing.
-// SHA-1 crypt is HMAC-SHA1 iterated, keyed by the password, salted at random.
-constexpr const char* memo_method = "$sha1$";
-constexpr unsigned long memo_rounds = 4;
+// SHA-1 crypt is HMAC-SHA1 iterated, keyed by the password, salted at random. A
+// libcrypt built with strong hashes only has no SHA-1 crypt: there the memo takes
+// SHA-512 crypt at its fewest rounds, dearer but present in every build.
+struct memo_method {
+    const char* prefix;
+    unsigned long rounds;
+};
+constexpr memo_method memo_methods[] = {{"$sha1$", 4}, {"$6$", 1000}};
 
 // crypt_rn's work area is 32 KiB: one per thread, not per call.
 crypt_data& work_area() {
@@ -44,9 +49,9 @@ bool equal_constant_time(std::string_view a, std::string_view b) {
 std::string new_memo_salt() {
     char salt[CRYPT_GENSALT_OUTPUT_SIZE];
     // A null random buffer makes libcrypt draw the salt from the kernel's entropy.
-    if (crypt_gensalt_rn(memo_method, memo_rounds, nullptr, 0, salt, sizeof salt) == nullptr)
-        throw std::runtime_error("crypt_gensalt failed for the credentials cache");
-    return salt;
+    for (const auto& method : memo_methods)
+        if (crypt_gensalt_rn(method.prefix, method.rounds, nullptr, 0, salt, sizeof salt) != nullptr) return salt;
+    throw std::runtime_error("crypt_gensalt failed for the credentials cache");
 }
 
 }  // namespace

@@ -574,7 +574,7 @@ def lingering_close_is_bounded():
 
 @test(20)
 def drain_cuts_a_lingering_close_short():
-    hp = Halfpipe(config=forward_config(lingering_close="30s"), listeners=["fwd"])
+    hp = Halfpipe(config=forward_config(lingering_close="10s"), listeners=["fwd"])
     c, status = refused_connect(hp.port, "0.0.0.0:1")
     check_eq("403", status, 403)
     check_eq("read: our FIN follows the reply", read_end(c, 3)[0], "eof")
@@ -584,7 +584,7 @@ def drain_cuts_a_lingering_close_short():
     status = hp.stop(10)
     elapsed = time.monotonic() - started
     check_eq("halfpipe exits cleanly", status, 0)
-    check("the drain (2 s) ended the 30 s lingering close", elapsed < 4, f"{elapsed:.2f} s")
+    check("the drain (2 s) ended the 10 s lingering close", elapsed < 4, f"{elapsed:.2f} s")
 
 
 @test(15)

@@ -1,5 +1,8 @@
 // Contract 5: when the upstream cannot be reached, the client is reset promptly.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include "test_util.hpp"
 
@@ -137,6 +140,37 @@ TEST(Connect, DistinctNamesAreLookedUpSideBySide) {
     }
     EXPECT_ELAPSED_BETWEEN(t0, clock::now(), 1s - kEarly, 1s + kLate - 200ms);
     EXPECT_EQ(shim_lookups(proxy), sessions) << log_of(proxy);
+}
+
+// A lookup thread that cannot be started (a tasks limit) holds up its name only until
+// the next session asks for it: that session starts the thread, and both the name and
+// the upstream behind it work again.
+TEST(Connect, ANameRecoversFromALookupThreadThatCouldNotStart) {
+    upstream server;
+    const std::string flag = "/tmp/halfpipe-refuse-threads-" + std::to_string(::getpid());
+    std::FILE* created = std::fopen(flag.c_str(), "w");
+    ASSERT_TRUE(created) << flag;
+    std::fclose(created);
+    struct remove_flag {
+        const std::string& path;
+        ~remove_flag() { std::remove(path.c_str()); }
+    } cleanup{flag};
+    const std::string address = server.address();
+    halfpipe proxy({.upstream = "localhost:" + address.substr(address.rfind(':') + 1),
+                    .extra = {"--workers", "1", "--connect-timeout", "1s"},
+                    .env = {"LD_PRELOAD=" THREAD_REFUSED_SHIM, "HALFPIPE_REFUSE_THREADS=" + flag}});
+    socket_fd first = proxy.connect();
+    ASSERT_TRUE(first) << log_of(proxy);
+    auto r = read_until_end(first.get(), clock::now() + 4s);
+    EXPECT_EQ(r.end, read_end::reset) << to_string(r.end) << log_of(proxy);
+    auto entry = proxy.next_access(3s);
+    ASSERT_TRUE(entry) << log_of(proxy);
+    EXPECT_EQ(entry->get("reason"), "connect_timeout") << entry->line;
+
+    std::remove(flag.c_str());
+    socket_fd second = proxy.connect();
+    ASSERT_TRUE(second) << log_of(proxy);
+    EXPECT_TRUE(server.wait_accepted(1, 3s)) << log_of(proxy);
 }
 
 }  // namespace

@@ -233,6 +233,8 @@ TEST(config_errors, durations) {
                            "must be greater than 0"));
     EXPECT_TRUE(fails_with(listener_with("    timeouts: {rst_flush: 0ms}\n"), 6, "listeners[0].timeouts.rst_flush",
                            "must be greater than 0"));
+    EXPECT_TRUE(fails_with(listener_with("    timeouts: {lingering_close: 11s}\n"), 6,
+                           "listeners[0].timeouts.lingering_close", "at most 10s (or off)"));
     EXPECT_TRUE(fails_with("drain_timeout: 0s\n" + listener_with(""), 1, "drain_timeout", "must be greater than 0"));
     EXPECT_TRUE(fails_with(listener_with("    timeouts: {half_close: 0s}\n"), 6, "listeners[0].timeouts.half_close",
                            "must be greater than 0 (use off to disable)"));
