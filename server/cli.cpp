@@ -125,7 +125,10 @@ cli_result parse_cli(int argc, char** argv) {
     }
     if (vm.count("help")) {
         std::cout << options << "\nWith neither --config nor --listen, halfpipe runs its built-in config:\n"
-                  << "  127.0.0.1:8080 -> 127.0.0.1:9000, admin on 127.0.0.1:9901.\n";
+                  << "  127.0.0.1:8080 -> 127.0.0.1:9000, admin on 127.0.0.1:9901.\n"
+                  << "\nSignals: SIGTERM/SIGINT drain and exit (a second one resets what is left);\n"
+                  << "SIGHUP reloads: a successor started with the same arguments takes over the\n"
+                  << "listeners, then this process drains.\n";
         return exit_with(0);
     }
     if (vm.count("version")) {
