@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
     // Asio sends with MSG_NOSIGNAL, but splice(2) into a socket has no such flag:
     // a peer gone away must be an EPIPE to handle, not a signal that kills us.
     std::signal(SIGPIPE, SIG_IGN);
+    // An ignored SIGCHLD, inherited from whoever started us, would have the kernel reap
+    // a failed reload's successor before we learn its exit status.
+    std::signal(SIGCHLD, SIG_DFL);
     halfpipe::log::init();
     auto& log = halfpipe::log::get();
     auto fd_limit = halfpipe::raise_fd_limit();

@@ -1,7 +1,5 @@
 #include "server/proxy.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -98,6 +96,7 @@ public:
         for (auto& w : workers_) w->start();
 
         bool stopping = false;
+        int stop_signals = 0;  // SIGTERM/SIGINT; a drain after a reload is not one
         std::optional<successor> next;  // started by SIGHUP
         auto start_drain = [&](int signo) {
             stopping = true;
@@ -111,23 +110,33 @@ public:
                 log::get().info("event=reload_ignored reason={}", stopping ? "draining" : "reload_in_progress");
                 return;
             }
-            // As PID 1 (a container's only process) this process's exit would end the
-            // container, successor and all.
-            if (::getpid() == 1) {
-                log::get().warn("event=reload_refused reason=pid_1 hint=\"replace the container instead\"");
+            // The successor has another PID. Only a service manager told of it follows
+            // (systemd Type=notify); a supervisor that watches this PID would start a
+            // second copy beside the orphaned successor, and a container's init would end
+            // the container with this process.
+            if (!service_manager_listens()) {
+                log::get().warn("event=reload_refused reason=no_service_manager hint=\"SIGHUP reloads under systemd "
+                                "(Type=notify); elsewhere start a new halfpipe beside this one, then SIGTERM this one\"");
                 return;
             }
+            notify_service_manager("RELOADING=1");
             try {
                 next.emplace(control, process_.command);
             } catch (const std::system_error& e) {
                 log::get().error("event=reload_failed error=\"{}\"", e.what());
+                notify_service_manager("READY=1");  // still the one serving
                 return;
             }
-            notify_service_manager("RELOADING=1");
             log::get().info("event=reload_started successor_pid={}", next->pid());
             next->async_wait_ready(reload_timeout, [&](bool ready, const std::string& why) {
                 if (ready) {
+                    // Told before this process may exit: the manager must never see its
+                    // main process gone without knowing the next one.
+                    notify_service_manager("MAINPID=" + std::to_string(next->pid()) + "\nREADY=1");
                     log::get().info("event=reload_handover successor_pid={}", next->pid());
+                    // Requests to the admin address reach the successor only: /readyz and
+                    // connection ids are its own.
+                    if (admin) admin->hand_over();
                     start_drain(SIGHUP);
                     return;
                 }
@@ -141,10 +150,12 @@ public:
             if (ec) return;
             if (signo == SIGHUP) {
                 reload();
-            } else if (!stopping) {
-                next.reset();  // a successor still starting would outlive a stop
-                notify_service_manager("STOPPING=1");
-                start_drain(signo);
+            } else if (++stop_signals == 1) {
+                if (!stopping) {
+                    next.reset();  // a successor still starting would outlive a stop
+                    notify_service_manager("STOPPING=1");
+                    start_drain(signo);
+                }  // else draining after a reload already
             } else {
                 log::get().info("event=drain_aborted signal={}", signo);
                 for (auto& w : workers_) w->terminate_all({initiator::proxy, close_how::timeout, "drain_aborted"});
@@ -153,12 +164,11 @@ public:
         };
         signals.async_wait(on_signal);
         log_listening();
-        if (process_.ready_fd) {
+        // A successor's predecessor tells the service manager, once it has read this.
+        if (process_.ready_fd)
             announce_ready(*process_.ready_fd);
-            notify_service_manager("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1");
-        } else {
+        else
             notify_service_manager("READY=1");
-        }
         while (!stopping) control.run_one();
 
         // A connection whose accept completed as its acceptor closed is admitted after

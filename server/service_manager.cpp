@@ -10,6 +10,11 @@
 
 namespace halfpipe {
 
+bool service_manager_listens() noexcept {
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    return path != nullptr && *path != '\0';
+}
+
 void notify_service_manager(std::string_view state) noexcept {
     const char* path = std::getenv("NOTIFY_SOCKET");
     if (path == nullptr) return;

@@ -8,5 +8,7 @@
 namespace halfpipe {
 
 void notify_service_manager(std::string_view state) noexcept;
+// True when a service manager takes notices ($NOTIFY_SOCKET is set).
+bool service_manager_listens() noexcept;
 
 }  // namespace halfpipe

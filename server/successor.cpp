@@ -32,10 +32,33 @@ std::string exit_text(int status) {
 
 }  // namespace
 
-std::vector<std::string> restart_command(int argc, char** argv) {
+// The executable as it was named at start, made absolute but with its symlinks kept:
+// an upgrade that turns a link to the new version is picked up. /proc/self/exe would
+// name the file the link pointed to then.
+std::string executable_path(const char* argv0) {
+    namespace fs = std::filesystem;
     std::error_code ec;
-    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    std::vector<std::string> command{ec ? std::string(argv[0]) : self.string()};
+    const std::string_view name(argv0 != nullptr ? argv0 : "");
+    if (name.find('/') != std::string_view::npos) {
+        auto path = fs::absolute(fs::path(name), ec);
+        if (!ec) return path.string();
+    } else if (const char* search = std::getenv("PATH"); search != nullptr && !name.empty()) {
+        std::string_view dirs(search);
+        while (true) {
+            const auto colon = dirs.find(':');
+            const auto dir = dirs.substr(0, colon);
+            auto candidate = fs::absolute(fs::path(dir.empty() ? "." : dir) / fs::path(name), ec);
+            if (!ec && ::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+            if (colon == std::string_view::npos) break;
+            dirs.remove_prefix(colon + 1);
+        }
+    }
+    auto self = fs::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string(name) : self.string();
+}
+
+std::vector<std::string> restart_command(int argc, char** argv) {
+    std::vector<std::string> command{executable_path(argc > 0 ? argv[0] : nullptr)};
     for (int i = 1; i < argc; ++i) command.emplace_back(argv[i]);
     return command;
 }
@@ -96,11 +119,15 @@ successor::successor(net::io_context& control, const std::vector<std::string>& c
     pipe_.assign(read_end);
 }
 
+// SIGTERM, not SIGKILL: a successor that has not said it listens may accept already
+// (its workers start first), and drains what it took. It is reaped when it has exited
+// by then; otherwise it stays a zombie until this process exits, which is soon (a stop)
+// or rare (a successor that never answered).
 successor::~successor() {
     if (!ready_ && !reaped_) {
-        ::kill(pid_, SIGKILL);
+        ::kill(pid_, SIGTERM);
         int status = 0;
-        ::waitpid(pid_, &status, 0);
+        ::waitpid(pid_, &status, WNOHANG);
     }
 }
 
@@ -110,13 +137,17 @@ void successor::give_up(const std::string& why) {
     boost::system::error_code ignored;
     pipe_.close(ignored);
     int status = 0;
-    // After EOF the successor has exited (it held the pipe's only write end); after the
-    // deadline it is killed first. Either way waitpid returns at once.
     std::string outcome = why;
-    if (why == "timeout") ::kill(pid_, SIGKILL);
-    if (::waitpid(pid_, &status, 0) == pid_) {
-        reaped_ = true;
-        if (why != "timeout") outcome = exit_text(status);
+    if (why == "timeout") {
+        ::kill(pid_, SIGTERM);  // it drains whatever it accepted meanwhile
+        reaped_ = ::waitpid(pid_, &status, WNOHANG) == pid_;
+    } else {
+        // After EOF the successor has exited (it held the pipe's only write end):
+        // waitpid returns at once. ECHILD (SIGCHLD ignored: reaped by the kernel) counts
+        // as reaped too, so that no stale PID is ever signalled.
+        const auto reaped = ::waitpid(pid_, &status, 0);
+        reaped_ = reaped == pid_ || (reaped < 0 && errno == ECHILD);
+        if (reaped == pid_) outcome = exit_text(status);
     }
     auto done = std::move(done_);
     done(false, outcome);

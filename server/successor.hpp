@@ -4,7 +4,7 @@
 // on disk. The successor binds the same ports beside this process (SO_REUSEPORT) and
 // says when it listens through a pipe named by $HALFPIPE_READY_FD; only then does
 // this process drain and exit, as on SIGTERM. A successor that fails (a bad config)
-// or stays silent is reaped, and this process goes on serving.
+// is reaped, one that stays silent is told to stop, and this process goes on serving.
 #include <sys/types.h>
 
 #include <array>
@@ -19,8 +19,8 @@
 
 namespace halfpipe {
 
-// The executable (as /proc/self/exe names it now, before any upgrade replaces the
-// file) and the arguments this process was started with.
+// The executable (its path as this process was started by, made absolute now, before
+// the working directory could matter) and the arguments this process was started with.
 std::vector<std::string> restart_command(int argc, char** argv);
 
 // In a successor: the write end of the pipe to its predecessor, taken out of the
@@ -35,7 +35,7 @@ public:
 
     // Starts the successor; throws std::system_error when it cannot.
     successor(net::io_context& control, const std::vector<std::string>& command);
-    // One that never said it listens is killed and reaped; one that did lives on.
+    // One that never said it listens is told to stop (SIGTERM); one that did lives on.
     ~successor();
     successor(const successor&) = delete;
     successor& operator=(const successor&) = delete;
@@ -43,7 +43,7 @@ public:
     pid_t pid() const noexcept { return pid_; }
 
     // done(true) once it listens; done(false, why) when it exits first or stays silent
-    // for `timeout` (then it is killed). Either way done is the last thing that runs
+    // for `timeout` (then it gets SIGTERM). Either way done is the last thing that runs
     // here, so it may destroy this object.
     void async_wait_ready(std::chrono::steady_clock::duration timeout, on_outcome done);
 

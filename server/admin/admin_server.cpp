@@ -120,6 +120,18 @@ net::awaitable<void> admin_server::accept_loop() {
     }
 }
 
+void admin_server::hand_over() {
+    net::post(context_, [this] {
+        handed_over_ = true;
+        boost::system::error_code ignored;
+        acceptor_.close(ignored);
+        // A scraper's kept-alive connection would otherwise keep reaching this process
+        // until it exits.
+        while (close_longest_idle()) {
+        }
+    });
+}
+
 bool admin_server::close_longest_idle() {
     connection* victim = nullptr;
     for (auto* c : connections_)
@@ -194,6 +206,7 @@ net::awaitable<void> admin_server::serve(tcp::socket socket) {
             response.content_length(length);
         }
         stream.expires_after(request_deadline);
+        if (handed_over_) response.keep_alive(false);
         auto [write_error, written] = co_await http::async_write(stream, response, use_tuple);
         if (write_error || !response.keep_alive()) break;
     }

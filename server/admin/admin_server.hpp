@@ -31,6 +31,9 @@ public:
 
     void start();  // binds (throws std::system_error), logs event=admin_listening, runs its thread
     void stop();
+    // A successor answers at this address from now on: the listener closes, idle
+    // keep-alive connections close, busy ones after their response. Thread-safe.
+    void hand_over();
     tcp::endpoint local_endpoint() const { return bound_; }
 
 private:
@@ -45,6 +48,7 @@ private:
     std::shared_ptr<prometheus::Registry> registry_;
     // Before context_: its destructor ends the serve() frames, which leave this list.
     std::list<connection*> connections_;  // the slots taken, at most max_connections
+    bool handed_over_ = false;
     net::io_context context_{1};
     tcp::acceptor acceptor_{context_};
     tcp::endpoint bound_;

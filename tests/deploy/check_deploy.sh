@@ -102,10 +102,11 @@ if [ -n "$PY_ANY" ]; then
   check "systemd unit hardening (deploy/halfpipe.service)" "$PY_ANY" "$CHECKS" unit deploy/halfpipe.service
 fi
 systemd_verify() {
-  # verify insists that ExecStart's binary exists: check a copy that points at the built
-  # binary, or at /bin/true when there is none. Any warning counts as a failure.
+  # verify insists that the binaries of ExecStart= and ExecReload= exist: check a copy that
+  # points at the built binary, or at /bin/true when there is none. Any warning counts as a
+  # failure.
   local exe="${BIN:-/bin/true}" out rc
-  sed "s#^ExecStart=/usr/local/bin/halfpipe #ExecStart=$exe #" deploy/halfpipe.service > "$tmp/halfpipe.service"
+  sed -E "s#^(ExecStart|ExecReload)=/usr/local/bin/halfpipe #\1=$exe #" deploy/halfpipe.service > "$tmp/halfpipe.service"
   out="$(systemd-analyze verify --man=no "$tmp/halfpipe.service" 2>&1)"
   rc=$?
   [ -n "$out" ] && printf '%s\n' "$out"

@@ -18,6 +18,7 @@ namespace of its own (so its port range and firewall touch nothing else):
 
 Needs root, iproute2 and nft. Prints 'N passed, N failed'; every wait is bounded.
 """
+import http.client
 import os
 import re
 import shutil
@@ -321,7 +322,8 @@ RELOAD_DRAIN_S = 5
 
 def write_reload_config(path, upstream_port, valid=True):
     with open(path, "w") as f:
-        f.write(f"workers: 1\ndrain_timeout: {RELOAD_DRAIN_S}s\nadmin: off\nlisteners:\n  - name: web\n"
+        f.write(f"workers: 1\ndrain_timeout: {RELOAD_DRAIN_S}s\nadmin: {{address: 127.0.0.1:9901}}\n"
+                f"listeners:\n  - name: web\n"
                 f"    bind: 127.0.0.1:8000\n    upstream: {{address: 127.0.0.1:{upstream_port}}}\n"
                 + ("" if valid else "    buffer_size: a lot\n"))
 
@@ -362,6 +364,18 @@ def children_of(pid):
     return found
 
 
+def admin_status(path):
+    """The status of GET path at the admin address (127.0.0.1:9901), or None."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", 9901, timeout=5)
+        conn.request("GET", path)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+    except OSError:
+        return None
+
+
 def stop_successor(pid):
     """SIGTERM to a successor (not our child: its parent has exited), then wait until it is gone."""
     try:
@@ -383,13 +397,14 @@ def hammer(port, stop, outcomes):
         c.close()
 
 
-def started_under_notify(upstream_port):
+def started_under_notify(upstream_port, binary=BINARY):
     """halfpipe from a config file (upstream_port), with a NOTIFY_SOCKET of ours:
     (halfpipe, the notify socket, the config's path). It must say READY=1 first."""
     notify = NotifySocket()
     config = os.path.join(notify.dir, "halfpipe.yaml")
     write_reload_config(config, upstream_port)
-    hp = HalfpipeProcess([BINARY, "--config", config], env={**os.environ, "NOTIFY_SOCKET": notify.path})
+    hp = HalfpipeProcess([binary, "--config", config], env={**os.environ, "NOTIFY_SOCKET": notify.path},
+                         admin=True)
     check_eq("READY=1 to the service manager once it listens", notify.next(5), "READY=1")
     return hp, notify, config
 
@@ -421,6 +436,12 @@ def inner_reload():
         check("the successor is another process", successor not in (None, hp.proc.pid), successor)
         check("event=reload_handover names it", log_line(hp, r"event=reload_handover successor_pid=%s" % successor, 5))
         check("the old process drains", log_line(hp, r"event=draining signal=1 ", 5))
+        readyz = [admin_status("/readyz") for _ in range(20)]
+        check_eq("the admin address answers from the successor only: /readyz 200, never the drain's 503",
+                 readyz, [200] * 20)
+        os.kill(hp.proc.pid, signal.SIGTERM)
+        check("a SIGTERM to the draining old process is its first stop signal, not a second",
+              log_line(hp, r"event=drain_aborted", 0.5) is None)
         time.sleep(0.5)
         stop.set()
         clients.join(10)
@@ -456,7 +477,10 @@ def inner_reload_bad_config():
     """A successor that cannot start (here: an invalid config) is reaped, and the old
     process goes on serving; the next SIGHUP, with the config fixed, works."""
     echo, port = start_echo_server(close_on_eof=True)
-    hp, notify, config = started_under_notify(port)
+    link_dir = tempfile.mkdtemp(prefix="halfpipe-link-")
+    link = os.path.join(link_dir, "halfpipe")
+    os.symlink(BINARY, link)
+    hp, notify, config = started_under_notify(port, binary=link)
     successor = None
     try:
         write_reload_config(config, port, valid=False)
@@ -477,6 +501,11 @@ def inner_reload_bad_config():
         m = re.fullmatch(r"MAINPID=(\d+)\nREADY=1", notify.next(10) or "")
         check("with the config fixed, the successor takes over", m)
         successor = int(m.group(1)) if m else None
+        if successor:
+            with open(f"/proc/{successor}/cmdline", "rb") as f:
+                started_as = f.read().split(b"\0")[0].decode()
+            check_eq("the successor is started by the path this one was (a symlink kept, so an upgrade that "
+                     "turns the link is picked up)", started_as, link)
         try:
             status = hp.proc.wait(RELOAD_DRAIN_S + 5)
         except subprocess.TimeoutExpired:
@@ -489,6 +518,26 @@ def inner_reload_bad_config():
         echo.stdin.close()
         echo.wait(5)
         notify.close()
+        shutil.rmtree(link_dir, ignore_errors=True)
+
+
+def inner_reload_refused_without_service_manager():
+    """Without a service manager to follow the new PID, SIGHUP is refused: a supervisor
+    watching this PID would start a second copy, a container's init would end."""
+    echo, port = start_echo_server(close_on_eof=True)
+    hp = Halfpipe(f"127.0.0.1:{port}")
+    try:
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check("event=reload_refused reason=no_service_manager",
+              log_line(hp, r"event=reload_refused reason=no_service_manager", 5))
+        check_eq("no successor was started", children_of(hp.proc.pid), [])
+        c = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+        check_eq("it still relays", relay_outcomes([c], 5), ["ok"])
+        c.close()
+    finally:
+        hp.stop()
+        echo.stdin.close()
+        echo.wait(5)
 
 
 def run_in_namespace(case):
@@ -517,6 +566,6 @@ if __name__ == "__main__":
         globals()["inner_" + case]()
         sys.exit(1 if any(not ok for _, _, ok in suite.results) else 0)
     for case in ("port_exhaustion", "source_address", "connect_timeout", "unreachable", "handover_migrate",
-                 "handover_no_migrate", "reload", "reload_bad_config"):
+                 "handover_no_migrate", "reload", "reload_bad_config", "reload_refused_without_service_manager"):
         run_in_namespace(case)
     suite.finish()
