@@ -8,7 +8,9 @@ namespace {
 std::shared_ptr<spdlog::logger>& instance() {
     static std::shared_ptr<spdlog::logger> logger = [] {
         auto l = std::make_shared<spdlog::logger>("halfpipe", std::make_shared<spdlog::sinks::stdout_sink_mt>());
-        l->set_pattern("ts=%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
+        // pid=: after a reload two processes write to one stream (the successor inherits
+        // it, and journald files it under the PID that opened it).
+        l->set_pattern("ts=%Y-%m-%dT%H:%M:%S.%eZ level=%l pid=%P %v", spdlog::pattern_time_type::utc);
         l->flush_on(spdlog::level::trace);
         return l;
     }();
