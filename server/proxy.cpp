@@ -1,5 +1,7 @@
 #include "server/proxy.hpp"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "common/log.hpp"
@@ -98,6 +101,9 @@ public:
         bool stopping = false;
         int stop_signals = 0;  // SIGTERM/SIGINT; a drain after a reload is not one
         std::optional<successor> next;  // started by SIGHUP
+        // A SIGHUP during a reload may follow an edit the successor did not read: it is
+        // run once that reload is over (passed on to the successor, or run here again).
+        bool reload_pending = false;
         auto start_drain = [&](int signo) {
             stopping = true;
             draining_ = true;
@@ -105,9 +111,15 @@ public:
                             cfg_.drain_timeout.count());
             for (auto& w : workers_) w->stop_accepting();
         };
-        auto reload = [&] {
-            if (stopping || next) {
-                log::get().info("event=reload_ignored reason={}", stopping ? "draining" : "reload_in_progress");
+        std::function<void()> reload;
+        reload = [&] {
+            if (next && !stopping) {
+                reload_pending = true;
+                log::get().info("event=reload_queued reason=reload_in_progress");
+                return;
+            }
+            if (stopping) {
+                log::get().info("event=reload_ignored reason=draining");
                 return;
             }
             // The successor has another PID. Only a service manager told of it follows
@@ -138,11 +150,18 @@ public:
                     // connection ids are its own.
                     if (admin) admin->hand_over();
                     start_drain(SIGHUP);
+                    if (reload_pending) {
+                        log::get().info("event=reload_passed_on successor_pid={}", next->pid());
+                        ::kill(next->pid(), SIGHUP);
+                    }
                     return;
                 }
                 log::get().error("event=reload_failed successor_pid={} reason=\"{}\"", next->pid(), why);
                 notify_service_manager("READY=1");  // still the one serving
-                net::post(control, [&] { next.reset(); });
+                net::post(control, [&] {
+                    next.reset();
+                    if (std::exchange(reload_pending, false)) reload();
+                });
             });
         };
         std::function<void(const boost::system::error_code&, int)> on_signal;

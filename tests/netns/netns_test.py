@@ -376,6 +376,14 @@ def admin_status(path):
         return None
 
 
+def drained_exit(hp):
+    """The old process's exit status once it has drained, or None if it did not exit in time."""
+    try:
+        return hp.proc.wait(RELOAD_DRAIN_S + 5)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def stop_successor(pid):
     """SIGTERM to a successor (not our child: its parent has exited), then wait until it is gone."""
     try:
@@ -457,10 +465,7 @@ def inner_reload():
         check("new connections go to the upstream of the new config",
               log_line(hp, r"event=access .*upstream=127\.0\.0\.1:%d " % port_b, 5))
         held.close()
-        try:
-            status = hp.proc.wait(RELOAD_DRAIN_S + 5)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = drained_exit(hp)
         check_eq("the old process exits 0 once its last connection is closed", status, 0)
         check("it drained without a timeout", "event=drain_timeout" not in hp.log_text())
     finally:
@@ -506,10 +511,7 @@ def inner_reload_bad_config():
                 started_as = f.read().split(b"\0")[0].decode()
             check_eq("the successor is started by the path this one was (a symlink kept, so an upgrade that "
                      "turns the link is picked up)", started_as, link)
-        try:
-            status = hp.proc.wait(RELOAD_DRAIN_S + 5)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = drained_exit(hp)
         check_eq("the old process exits 0", status, 0)
     finally:
         if successor:
@@ -519,6 +521,50 @@ def inner_reload_bad_config():
         echo.wait(5)
         notify.close()
         shutil.rmtree(link_dir, ignore_errors=True)
+
+
+def inner_reload_queued():
+    """A SIGHUP while a reload runs is not lost: it runs once that reload is over."""
+    echo, port = start_echo_server(close_on_eof=True)
+    work = tempfile.mkdtemp(prefix="halfpipe-slow-start-")
+    delay = os.path.join(work, "delay")
+    wrapper = os.path.join(work, "halfpipe")
+    with open(wrapper, "w") as f:  # a halfpipe that takes a while to start, as a large config may
+        # exec -a keeps the wrapper's path as argv[0]: the path a successor is started by.
+        f.write(f'#!/bin/bash\nsleep "$(cat {delay} 2>/dev/null || echo 0)"\nexec -a "$0" {BINARY} "$@"\n')
+    os.chmod(wrapper, 0o755)
+    hp, notify, config = started_under_notify(port, binary=wrapper)
+    successors = []
+    try:
+        with open(delay, "w") as f:
+            f.write("1")
+        write_reload_config(config, port, valid=False)
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check_eq("RELOADING=1", notify.next(5), "RELOADING=1")
+        time.sleep(0.3)
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check("a second SIGHUP during the reload is queued", log_line(hp, r"event=reload_queued", 5))
+        check("the first reload fails (bad config)", log_line(hp, r"event=reload_failed", 5))
+        with open(delay, "w") as f:
+            f.write("0")
+        write_reload_config(config, port)
+        notices = [notify.next(10) for _ in range(3)]
+        check_eq("the queued reload runs after it: READY=1, RELOADING=1, then a successor",
+                 [re.sub(r"MAINPID=\d+", "MAINPID=n", n or "") for n in notices],
+                 ["READY=1", "RELOADING=1", "MAINPID=n\nREADY=1"])
+        m = re.match(r"MAINPID=(\d+)", notices[2] or "")
+        if m:
+            successors.append(int(m.group(1)))
+        status = drained_exit(hp)
+        check_eq("the old process exits 0", status, 0)
+    finally:
+        for pid in successors:
+            stop_successor(pid)
+        hp.stop()
+        echo.stdin.close()
+        echo.wait(5)
+        notify.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def inner_reload_refused_without_service_manager():
@@ -566,6 +612,7 @@ if __name__ == "__main__":
         globals()["inner_" + case]()
         sys.exit(1 if any(not ok for _, _, ok in suite.results) else 0)
     for case in ("port_exhaustion", "source_address", "connect_timeout", "unreachable", "handover_migrate",
-                 "handover_no_migrate", "reload", "reload_bad_config", "reload_refused_without_service_manager"):
+                 "handover_no_migrate", "reload", "reload_bad_config", "reload_queued",
+                 "reload_refused_without_service_manager"):
         run_in_namespace(case)
     suite.finish()
