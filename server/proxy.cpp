@@ -1,7 +1,5 @@
 #include "server/proxy.hpp"
 
-#include <signal.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,9 +8,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <string>
-#include <system_error>
-#include <utility>
 #include <vector>
 
 #include "common/log.hpp"
@@ -26,6 +21,7 @@
 #include "server/name_resolver.hpp"
 #include "server/password_checks.hpp"
 #include "server/service_manager.hpp"
+#include "server/reload.hpp"
 #include "server/successor.hpp"
 #include "server/worker.hpp"
 
@@ -40,8 +36,6 @@ constexpr auto drain_poll_interval = 50ms;
 constexpr auto accept_end_poll_interval = 1ms;
 // After the drain timeout resets what is left, the sessions need a moment to unwind.
 constexpr auto unwind_grace = 2s;
-// A successor that has not bound its listeners by then is stuck: it is killed.
-constexpr auto reload_timeout = 30s;
 // Names looked up at once: a getaddrinfo waits for its DNS server, not a core. A
 // name that never answers holds one thread for the resolver's own timeout.
 constexpr std::size_t resolver_threads = 64;
@@ -100,10 +94,6 @@ public:
 
         bool stopping = false;
         int stop_signals = 0;  // SIGTERM/SIGINT; a drain after a reload is not one
-        std::optional<successor> next;  // started by SIGHUP
-        // A SIGHUP during a reload may follow an edit the successor did not read: it is
-        // run once that reload is over (passed on to the successor, or run here again).
-        bool reload_pending = false;
         auto start_drain = [&](int signo) {
             stopping = true;
             draining_ = true;
@@ -111,67 +101,23 @@ public:
                             cfg_.drain_timeout.count());
             for (auto& w : workers_) w->stop_accepting();
         };
-        std::function<void()> reload;
-        reload = [&] {
-            if (next && !stopping) {
-                reload_pending = true;
-                log::get().info("event=reload_queued reason=reload_in_progress");
-                return;
-            }
-            if (stopping) {
-                log::get().info("event=reload_ignored reason=draining");
-                return;
-            }
-            // The successor has another PID. Only a service manager told of it follows
-            // (systemd Type=notify); a supervisor that watches this PID would start a
-            // second copy beside the orphaned successor, and a container's init would end
-            // the container with this process.
-            if (!service_manager_listens()) {
-                log::get().warn("event=reload_refused reason=no_service_manager hint=\"SIGHUP reloads under systemd "
-                                "(Type=notify); elsewhere start a new halfpipe beside this one, then SIGTERM this one\"");
-                return;
-            }
-            notify_service_manager("RELOADING=1");
-            try {
-                next.emplace(control, process_.command);
-            } catch (const std::system_error& e) {
-                log::get().error("event=reload_failed error=\"{}\"", e.what());
-                notify_service_manager("READY=1");  // still the one serving
-                return;
-            }
-            log::get().info("event=reload_started successor_pid={}", next->pid());
-            next->async_wait_ready(reload_timeout, [&](bool ready, const std::string& why) {
-                if (ready) {
-                    // Told before this process may exit: the manager must never see its
-                    // main process gone without knowing the next one.
-                    notify_service_manager("MAINPID=" + std::to_string(next->pid()) + "\nREADY=1");
-                    log::get().info("event=reload_handover successor_pid={}", next->pid());
-                    // Requests to the admin address reach the successor only: /readyz and
-                    // connection ids are its own.
-                    if (admin) admin->hand_over();
-                    start_drain(SIGHUP);
-                    if (reload_pending) {
-                        log::get().info("event=reload_passed_on successor_pid={}", next->pid());
-                        ::kill(next->pid(), SIGHUP);
-                    }
-                    return;
-                }
-                log::get().error("event=reload_failed successor_pid={} reason=\"{}\"", next->pid(), why);
-                notify_service_manager("READY=1");  // still the one serving
-                net::post(control, [&] {
-                    next.reset();
-                    if (std::exchange(reload_pending, false)) reload();
-                });
-            });
-        };
+        reload_control reload(control, process_.command, [&] {
+            // Requests to the admin address reach the successor only: /readyz and
+            // connection ids are its own.
+            if (admin) admin->hand_over();
+            start_drain(SIGHUP);
+        });
         std::function<void(const boost::system::error_code&, int)> on_signal;
         on_signal = [&](const boost::system::error_code& ec, int signo) {
             if (ec) return;
             if (signo == SIGHUP) {
-                reload();
+                if (stopping)
+                    log::get().info("event=reload_ignored reason=draining");
+                else
+                    reload.request();
             } else if (++stop_signals == 1) {
                 if (!stopping) {
-                    next.reset();  // a successor still starting would outlive a stop
+                    reload.cancel();
                     notify_service_manager("STOPPING=1");
                     start_drain(signo);
                 }  // else draining after a reload already

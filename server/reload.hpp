@@ -1,0 +1,38 @@
+#pragma once
+// What SIGHUP does (README "Reload"): one successor at a time, started only where a
+// service manager follows the new PID; the service manager is told RELOADING=1, then
+// MAINPID= and READY=1 once the successor listens (before this process may exit), or
+// READY=1 again when it failed. A SIGHUP during a reload may follow an edit the
+// successor did not read: it is queued, and runs once that reload is over (passed on
+// to the successor after a handover, or run here again after a failure).
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net.hpp"
+#include "server/successor.hpp"
+
+namespace halfpipe {
+
+class reload_control {
+public:
+    // handed_over: the successor listens, and systemd knows it; this process must drain.
+    reload_control(net::io_context& control, std::vector<std::string> command, std::function<void()> handed_over);
+
+    void request();  // a SIGHUP while serving
+    // A stop while a successor starts: it would outlive us, so it is told to stop too.
+    void cancel() { next_.reset(); }
+
+private:
+    void start();
+    void on_outcome(bool ready, const std::string& why);
+
+    net::io_context& control_;
+    std::vector<std::string> command_;
+    std::function<void()> handed_over_;
+    std::optional<successor> next_;
+    bool pending_ = false;
+};
+
+}  // namespace halfpipe
