@@ -124,7 +124,8 @@ successor::successor(net::io_context& control, const std::vector<std::string>& c
 // by then; otherwise it stays a zombie until this process exits, which is soon (a stop)
 // or rare (a successor that never answered).
 successor::~successor() {
-    if (!ready_ && !reaped_) {
+    // Once only: a second SIGTERM would make it reset what it drains.
+    if (!ready_ && !reaped_ && !told_to_stop_) {
         ::kill(pid_, SIGTERM);
         int status = 0;
         ::waitpid(pid_, &status, WNOHANG);
@@ -140,6 +141,7 @@ void successor::give_up(const std::string& why) {
     std::string outcome = why;
     if (why == "timeout") {
         ::kill(pid_, SIGTERM);  // it drains whatever it accepted meanwhile
+        told_to_stop_ = true;
         reaped_ = ::waitpid(pid_, &status, WNOHANG) == pid_;
     } else {
         // After EOF the successor has exited (it held the pipe's only write end):

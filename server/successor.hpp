@@ -53,6 +53,7 @@ private:
     pid_t pid_ = -1;
     bool ready_ = false;
     bool reaped_ = false;
+    bool told_to_stop_ = false;  // sent SIGTERM already
     bool decided_ = false;  // done_ has been called
     // Handlers hold it weakly: one may still be queued after done_ destroyed this object.
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
