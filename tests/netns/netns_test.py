@@ -524,7 +524,8 @@ def inner_reload_bad_config():
 
 
 def inner_reload_queued():
-    """A SIGHUP while a reload runs is not lost: it runs once that reload is over."""
+    """A SIGHUP while a reload runs is not lost: it runs once that reload is over, run
+    again after a failure, or passed on to the successor after a handover."""
     echo, port = start_echo_server(close_on_eof=True)
     work = tempfile.mkdtemp(prefix="halfpipe-slow-start-")
     delay = os.path.join(work, "delay")
@@ -557,6 +558,25 @@ def inner_reload_queued():
             successors.append(int(m.group(1)))
         status = drained_exit(hp)
         check_eq("the old process exits 0", status, 0)
+        if not successors:
+            return
+        # Now the successor is the service; a SIGHUP queued during its reload goes on
+        # to its own successor once that one has taken over.
+        with open(delay, "w") as f:
+            f.write("1")
+        os.kill(successors[0], signal.SIGHUP)
+        time.sleep(0.3)
+        os.kill(successors[0], signal.SIGHUP)
+        notices = [notify.next(10) for _ in range(4)]
+        for n in notices:
+            m = re.match(r"MAINPID=(\d+)", n or "")
+            if m:
+                successors.append(int(m.group(1)))
+        check_eq("after a handover the queued SIGHUP reloads the successor in turn",
+                 [re.sub(r"MAINPID=\d+", "MAINPID=n", n or "") for n in notices],
+                 ["RELOADING=1", "MAINPID=n\nREADY=1", "RELOADING=1", "MAINPID=n\nREADY=1"])
+        check("event=reload_passed_on", log_line(hp, r"event=reload_passed_on successor_pid=%d" %
+                                                 (successors[1] if len(successors) > 1 else -1), 5))
     finally:
         for pid in successors:
             stop_successor(pid)
