@@ -67,7 +67,6 @@ tcp::acceptor open_acceptor(net::io_context& context, const tcp::endpoint& endpo
     if (endpoint.address().is_v6()) acceptor.set_option(net::ip::v6_only(true));
     apply_listening_options(acceptor, cfg);
     acceptor.bind(endpoint);
-    acceptor.listen(cfg.backlog);
     return acceptor;
 }
 

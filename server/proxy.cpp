@@ -84,13 +84,15 @@ public:
         std::optional<admin_server> admin;
         if (cfg_.admin) {
             admin.emplace(admin_options{*cfg_.admin, cfg_.admin_token}, *this, metrics_.registry());
-            admin->start();
+            admin->bind();
             // A forward listener must not tunnel a client into the admin endpoint.
             all_bound_.push_back(admin->local_endpoint());
         }
         net::io_context control;
         net::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
+        // Every address is bound: only now does any of them listen.
         for (auto& w : workers_) w->start();
+        if (admin) admin->start();
 
         bool stopping = false;
         int stop_signals = 0;  // SIGTERM/SIGINT; a drain after a reload is not one

@@ -41,6 +41,7 @@ void worker::add_acceptor(listener_runtime& listener, tcp::acceptor acceptor) {
 }
 
 void worker::start() {
+    for (auto& a : acceptors_) a->acceptor.listen(a->listener->cfg.backlog);
     for (auto& a : acceptors_) {
         accept_loops_.fetch_add(1, std::memory_order_relaxed);
         net::co_spawn(context_, accept_loop(*this, *a->listener, a->acceptor), [this](std::exception_ptr e) {

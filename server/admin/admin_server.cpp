@@ -65,7 +65,7 @@ admin_server::admin_server(admin_options options, admin_backend& backend, std::s
 
 admin_server::~admin_server() { stop(); }
 
-void admin_server::start() {
+void admin_server::bind() {
     tcp::endpoint endpoint(net::ip::make_address(options_.address.host), options_.address.port);
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
@@ -73,8 +73,12 @@ void admin_server::start() {
     // does the listeners; until this one exits the kernel spreads scrapes over both.
     set_reuse_port(acceptor_);
     acceptor_.bind(endpoint);
+    bound_ = acceptor_.local_endpoint();
+}
+
+void admin_server::start() {
     acceptor_.listen();
-    auto bound = bound_ = acceptor_.local_endpoint();
+    const auto bound = bound_;
     auto host = bound.address().to_string();
     log::get().info("event=admin_listening address={}:{}", bound.address().is_v6() ? "[" + host + "]" : host,
                     bound.port());

@@ -29,7 +29,8 @@ public:
     admin_server(const admin_server&) = delete;
     admin_server& operator=(const admin_server&) = delete;
 
-    void start();  // binds (throws std::system_error), logs event=admin_listening, runs its thread
+    void bind();   // throws std::system_error
+    void start();  // listens (throws std::system_error), logs event=admin_listening, runs its thread
     void stop();
     // A successor answers at this address from now on: the listener closes, idle
     // keep-alive connections close, busy ones after their response. Thread-safe.

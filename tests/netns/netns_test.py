@@ -14,7 +14,8 @@ namespace of its own (so its port range and firewall touch nothing else):
 - reload: SIGHUP starts a successor with the config as it is on disk; it tells the old
   process and the service manager (sd_notify: MAINPID, READY) that it listens, the old
   one drains and exits, and no client is refused or reset meanwhile; a successor with
-  a bad config is reaped and the old process serves on.
+  a bad config is reaped and the old process serves on; one that cannot bind an address
+  never listened on the others, so no client is reset.
 
 Needs root, iproute2 and nft. Prints 'N passed, N failed'; every wait is bounded.
 """
@@ -405,13 +406,31 @@ def hammer(port, stop, outcomes):
         c.close()
 
 
-def started_under_notify(upstream_port, binary=BINARY):
-    """halfpipe from a config file (upstream_port), with a NOTIFY_SOCKET of ours:
-    (halfpipe, the notify socket, the config's path). It must say READY=1 first."""
+class Hammer:
+    """hammer() on a thread of its own until finish(), which checks that every client
+    was relayed and closed cleanly."""
+
+    def __init__(self, port):
+        self.stop, self.outcomes = threading.Event(), []
+        self.thread = threading.Thread(target=hammer, args=(port, self.stop, self.outcomes), daemon=True)
+        self.thread.start()
+
+    def finish(self, during, expectation):
+        self.stop.set()
+        self.thread.join(10)
+        counts = {k: self.outcomes.count(k) for k in sorted(set(self.outcomes))}
+        print(f"  clients {during}: {counts}", flush=True)
+        check(expectation, set(counts) == {"ok"} and counts["ok"] >= 20, counts)
+
+
+def started_under_notify(upstream_port, binary=BINARY, env=None):
+    """halfpipe from a config file (upstream_port), with a NOTIFY_SOCKET of ours (and
+    `env` added): (halfpipe, the notify socket, the config's path). It must say READY=1
+    first."""
     notify = NotifySocket()
     config = os.path.join(notify.dir, "halfpipe.yaml")
     write_reload_config(config, upstream_port)
-    hp = HalfpipeProcess([binary, "--config", config], env={**os.environ, "NOTIFY_SOCKET": notify.path},
+    hp = HalfpipeProcess([binary, "--config", config], env={**os.environ, "NOTIFY_SOCKET": notify.path, **(env or {})},
                          admin=True)
     check_eq("READY=1 to the service manager once it listens", notify.next(5), "READY=1")
     return hp, notify, config
@@ -430,9 +449,7 @@ def inner_reload():
         held = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
         held.sendall(b"before")
         check_eq("a connection opened before the reload relays", held.recv(6), b"before")
-        stop, outcomes = threading.Event(), []
-        clients = threading.Thread(target=hammer, args=(hp.port, stop, outcomes), daemon=True)
-        clients.start()
+        clients = Hammer(hp.port)
         time.sleep(0.3)
         write_reload_config(config, port_b)
         os.kill(hp.proc.pid, signal.SIGHUP)
@@ -451,12 +468,7 @@ def inner_reload():
         check("a SIGTERM to the draining old process is its first stop signal, not a second",
               log_line(hp, r"event=drain_aborted", 0.5) is None)
         time.sleep(0.5)
-        stop.set()
-        clients.join(10)
-        counts = {k: outcomes.count(k) for k in sorted(set(outcomes))}
-        print(f"  clients during the reload: {counts}", flush=True)
-        check("every client during the reload was relayed and closed cleanly",
-              set(counts) == {"ok"} and counts["ok"] >= 20, counts)
+        clients.finish("during the reload", "every client during the reload was relayed and closed cleanly")
         held.sendall(b"after")
         check_eq("the connection opened before still relays, through the old process", held.recv(5), b"after")
         fresh = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
@@ -587,6 +599,39 @@ def inner_reload_queued():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def inner_reload_fails_before_listening():
+    """A successor that cannot bind one of its addresses has not listened on any other:
+    no client was queued on its sockets, so none is reset when it exits, even with
+    tcp_migrate_req=0, where nothing would move them back."""
+    shim = os.environ.get("HALFPIPE_BIND_REFUSED_SHIM")
+    if not check("bind_refused_shim is built (HALFPIPE_BIND_REFUSED_SHIM)", shim and os.path.exists(shim), shim):
+        return
+    with open("/proc/sys/net/ipv4/tcp_migrate_req", "w") as f:
+        f.write("0")
+    echo, port = start_echo_server(close_on_eof=True)
+    flag_dir = tempfile.mkdtemp(prefix="halfpipe-refuse-bind-")
+    flag = os.path.join(flag_dir, "refuse")
+    hp, notify, config = started_under_notify(port, env={"LD_PRELOAD": shim, "HALFPIPE_REFUSE_BIND": flag,
+                                                         "HALFPIPE_REFUSE_BIND_PORT": "9901"})
+    try:
+        open(flag, "w").close()  # from now on a bind to the admin port takes 1 s and fails
+        clients = Hammer(hp.port)
+        time.sleep(0.2)
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check_eq("RELOADING=1", notify.next(5), "RELOADING=1")
+        check("the successor fails on the admin address",
+              log_line(hp, r'event=reload_failed successor_pid=\d+ reason="exited with status 1"', 5))
+        time.sleep(0.2)
+        clients.finish("during the failed reload",
+                       "every client during the failed reload was relayed by the old process")
+    finally:
+        hp.stop()
+        echo.stdin.close()
+        echo.wait(5)
+        notify.close()
+        shutil.rmtree(flag_dir, ignore_errors=True)
+
+
 def inner_reload_refused_without_service_manager():
     """Without a service manager to follow the new PID, SIGHUP is refused: a supervisor
     watching this PID would start a second copy, a container's init would end."""
@@ -633,6 +678,6 @@ if __name__ == "__main__":
         sys.exit(1 if any(not ok for _, _, ok in suite.results) else 0)
     for case in ("port_exhaustion", "source_address", "connect_timeout", "unreachable", "handover_migrate",
                  "handover_no_migrate", "reload", "reload_bad_config", "reload_queued",
-                 "reload_refused_without_service_manager"):
+                 "reload_fails_before_listening", "reload_refused_without_service_manager"):
         run_in_namespace(case)
     suite.finish()
