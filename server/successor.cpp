@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 
 extern char** environ;
 
@@ -23,6 +24,10 @@ constexpr std::string_view ready_fd_variable = "HALFPIPE_READY_FD";
 constexpr std::string_view ready_message = "ready\n";
 // Where the successor finds the pipe's write end.
 constexpr int successor_ready_fd = 3;
+// How long a successor that closed the pipe may take to exit before it counts as alive.
+using namespace std::chrono_literals;
+constexpr auto exit_wait = 1000ms;
+constexpr auto exit_poll = 10ms;
 
 std::string exit_text(int status) {
     if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -144,12 +149,22 @@ void successor::give_up(const std::string& why) {
         told_to_stop_ = true;
         reaped_ = ::waitpid(pid_, &status, WNOHANG) == pid_;
     } else {
-        // After EOF the successor has exited (it held the pipe's only write end):
-        // waitpid returns at once. ECHILD (SIGCHLD ignored: reaped by the kernel) counts
-        // as reaped too, so that no stale PID is ever signalled.
-        const auto reaped = ::waitpid(pid_, &status, 0);
+        // After EOF the successor has exited, or is about to: it held the pipe's only
+        // write end. One that closed the pipe and lives on (a wrapper that closes
+        // descriptors, say) is told to stop; it must not hold this thread. ECHILD
+        // (SIGCHLD ignored: reaped by the kernel) counts as reaped too, so that no
+        // stale PID is ever signalled.
+        pid_t reaped = 0;
+        for (auto waited = 0ms; (reaped = ::waitpid(pid_, &status, WNOHANG)) == 0 && waited < exit_wait;
+             waited += exit_poll)
+            std::this_thread::sleep_for(exit_poll);
         reaped_ = reaped == pid_ || (reaped < 0 && errno == ECHILD);
         if (reaped == pid_) outcome = exit_text(status);
+        if (reaped == 0) {
+            ::kill(pid_, SIGTERM);
+            told_to_stop_ = true;
+            outcome = "closed the pipe without saying it listens";
+        }
     }
     auto done = std::move(done_);
     done(false, outcome);

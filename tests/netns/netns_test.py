@@ -535,17 +535,56 @@ def inner_reload_bad_config():
         shutil.rmtree(link_dir, ignore_errors=True)
 
 
+def halfpipe_wrapper(directory, before):
+    """A script in `directory` that runs the shell line `before`, then halfpipe. exec -a
+    keeps the script's path as argv[0]: the path a successor is started by."""
+    path = os.path.join(directory, "halfpipe")
+    with open(path, "w") as f:
+        f.write(f'#!/bin/bash\n{before}\nexec -a "$0" {BINARY} "$@"\n')
+    os.chmod(path, 0o755)
+    return path
+
+
+def inner_reload_successor_closes_the_pipe():
+    """A successor that closes the pipe without saying it listens, and lives on (here a
+    wrapper closes the descriptor), is told to stop within a second; the old process
+    serves on and still answers signals."""
+    echo, port = start_echo_server(close_on_eof=True)
+    work = tempfile.mkdtemp(prefix="halfpipe-closing-wrapper-")
+    wrapper = halfpipe_wrapper(work, "exec 3>&-")
+    hp, notify, config = started_under_notify(port, binary=wrapper)
+    try:
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        started = time.monotonic()
+        m = hp.wait_for_line(r'event=reload_failed successor_pid=(\d+) reason="closed the pipe without saying it '
+                             r'listens"', 5)
+        took = time.monotonic() - started
+        check("event=reload_failed: closed the pipe without saying it listens, within about a second",
+              m is not None and took < 3, f"{took:.2f} s")
+        if m:
+            check("the successor, told to stop, drains and exits",
+                  wait_until(lambda: process_state(int(m.group(1))) in (None, "Z"), 10))
+        c = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+        check_eq("the old process still relays", relay_outcomes([c], 5), ["ok"])
+        c.close()
+        os.kill(hp.proc.pid, signal.SIGTERM)
+        check_eq("and still answers SIGTERM: exits 0", drained_exit(hp), 0)
+    finally:
+        hp.stop()
+        echo.stdin.close()
+        echo.wait(5)
+        notify.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def inner_reload_queued():
     """A SIGHUP while a reload runs is not lost: it runs once that reload is over, run
     again after a failure, or passed on to the successor after a handover."""
     echo, port = start_echo_server(close_on_eof=True)
     work = tempfile.mkdtemp(prefix="halfpipe-slow-start-")
     delay = os.path.join(work, "delay")
-    wrapper = os.path.join(work, "halfpipe")
-    with open(wrapper, "w") as f:  # a halfpipe that takes a while to start, as a large config may
-        # exec -a keeps the wrapper's path as argv[0]: the path a successor is started by.
-        f.write(f'#!/bin/bash\nsleep "$(cat {delay} 2>/dev/null || echo 0)"\nexec -a "$0" {BINARY} "$@"\n')
-    os.chmod(wrapper, 0o755)
+    # A halfpipe that takes a while to start, as a large config may.
+    wrapper = halfpipe_wrapper(work, f'sleep "$(cat {delay} 2>/dev/null || echo 0)"')
     hp, notify, config = started_under_notify(port, binary=wrapper)
     successors = []
     try:
@@ -678,6 +717,7 @@ if __name__ == "__main__":
         sys.exit(1 if any(not ok for _, _, ok in suite.results) else 0)
     for case in ("port_exhaustion", "source_address", "connect_timeout", "unreachable", "handover_migrate",
                  "handover_no_migrate", "reload", "reload_bad_config", "reload_queued",
-                 "reload_fails_before_listening", "reload_refused_without_service_manager"):
+                 "reload_fails_before_listening", "reload_successor_closes_the_pipe",
+                 "reload_refused_without_service_manager"):
         run_in_namespace(case)
     suite.finish()
