@@ -1,10 +1,14 @@
 #pragma once
 // The parts of Asio (Boost 1.81) that the relay reaches past the public interface:
 // a socket's implementation and the service's start_op() (both protected: through
-// pointers to members formed in derived classes), and the reactor's "try a
-// speculative read" flag of a descriptor (private: through a pointer to member
-// named in an explicit instantiation, where access is not checked). None assumes
-// anything of layout; used by readable_wait.hpp and socket_options.cpp only.
+// pointers to members formed in derived classes), and, of the epoll reactor's
+// record of a descriptor, the "try a speculative read" flag, the events epoll
+// registered and reported, and the epoll descriptor (private: through pointers to
+// members named in explicit instantiations, where access is not checked). None
+// assumes anything of layout; used by readable_wait.hpp and socket_options.cpp only.
+#include <sys/epoll.h>
+
+#include <cstdint>
 #include <type_traits>
 
 #include <boost/asio/version.hpp>
@@ -31,7 +35,27 @@ struct try_speculative_tag {
     friend constexpr auto pointer_to(try_speculative_tag) noexcept;
 };
 template struct expose<&net::detail::epoll_reactor::descriptor_state::try_speculative_, try_speculative_tag>;
+struct registered_events_tag {
+    friend constexpr auto pointer_to(registered_events_tag) noexcept;
+};
+template struct expose<&net::detail::epoll_reactor::descriptor_state::registered_events_, registered_events_tag>;
+struct descriptor_reactor_tag {
+    friend constexpr auto pointer_to(descriptor_reactor_tag) noexcept;
+};
+template struct expose<&net::detail::epoll_reactor::descriptor_state::reactor_, descriptor_reactor_tag>;
+struct epoll_fd_tag {
+    friend constexpr auto pointer_to(epoll_fd_tag) noexcept;
+};
+template struct expose<&net::detail::epoll_reactor::epoll_fd_, epoll_fd_tag>;
+// The reactor queues a descriptor's record as an operation whose result is the
+// events epoll reported for it, and performs the descriptor's operations from there.
+struct task_result_tag {
+    friend constexpr auto pointer_to(task_result_tag) noexcept;
+};
+template struct expose<&net::detail::scheduler_operation::task_result_, task_result_tag>;
 }  // namespace detail
+
+using descriptor_state = net::detail::epoll_reactor::descriptor_state;
 
 using reactor_op = net::detail::reactor_op;
 using service_base = net::detail::reactive_socket_service_base;
@@ -59,9 +83,44 @@ struct service_access : service_base {
 // not seen yet cannot be pending: the flag is stale, and would cost a wake-up and a
 // read that finds nothing. Only the io_context's one thread may call this: it is
 // the thread that runs the reactor's handlers for the descriptor.
+inline descriptor_state* reactor_record(tcp_socket& s) { return implementation(s).reactor_data_; }
+
 inline void forget_read_news(tcp_socket& s) {
-    auto* state = implementation(s).reactor_data_;
+    auto* state = reactor_record(s);
     if (state) (state->*pointer_to(detail::try_speculative_tag{}))[net::detail::reactor::read_op] = false;
+}
+
+// The events epoll reported for the descriptor in the wake the reactor is handling:
+// valid only within an operation's perform(), which the reactor calls from there.
+inline std::uint32_t ready_events(descriptor_state* state) {
+    // A C-style cast may name a private base; the record is an operation privately.
+    auto* queued = (net::detail::scheduler_operation*)state;
+    return queued->*pointer_to(detail::task_result_tag{});
+}
+
+// Whether epoll reports the peer's FIN (EPOLLRDHUP) on this socket apart from data.
+inline bool reports_peer_fin(tcp_socket& s) {
+    auto* state = reactor_record(s);
+    return state && ((state->*pointer_to(detail::registered_events_tag{})) & EPOLLRDHUP) != 0;
+}
+
+// Has epoll report the peer's FIN (EPOLLRDHUP) on this socket from now on: one
+// EPOLL_CTL_MOD. The new mask is recorded where Asio keeps it, so that Asio's own
+// re-registrations (EPOLLOUT for a full send queue) keep the flag. Only the
+// io_context's one thread may call this, as for forget_read_news. False when epoll
+// refused; nothing changed then.
+inline bool report_peer_fin(tcp_socket& s) {
+    auto* state = reactor_record(s);
+    if (!state) return false;
+    auto& registered = state->*pointer_to(detail::registered_events_tag{});
+    if (registered & EPOLLRDHUP) return true;
+    const int epoll_fd = (state->*pointer_to(detail::descriptor_reactor_tag{}))->*pointer_to(detail::epoll_fd_tag{});
+    epoll_event ev{};
+    ev.events = registered | EPOLLRDHUP;
+    ev.data.ptr = state;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s.native_handle(), &ev) != 0) return false;
+    registered = ev.events;
+    return true;
 }
 
 }  // namespace halfpipe::asio_access

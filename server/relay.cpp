@@ -1,6 +1,7 @@
 #include "server/relay.hpp"
 
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 
 #include <chrono>
 #include <optional>
@@ -30,6 +31,12 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 constexpr auto flush_poll_interval = 2ms;
 // Reads one direction makes in a row before it lets the worker's other connections run.
 constexpr int max_reads_per_wake = 16;
+// Wakes of a direction whose bytes were followed by a read that found nothing
+// (EAGAIN) before its source socket has epoll report the peer's FIN apart
+// (EPOLLRDHUP), which spares that read from then on (see on_readable). Not at
+// once: a connection that carries one request each way would pay the
+// EPOLL_CTL_MOD and never gain by it.
+constexpr std::uint8_t empty_reads_before_fin_reports = 2;
 
 tcp_socket& source_of(session& s, direction d) { return d == to_upstream ? s.client : s.upstream; }
 tcp_socket& sink_of(session& s, direction d) { return d == to_upstream ? s.upstream : s.client; }
@@ -103,15 +110,22 @@ void fail(session& s, direction d, const boost::system::error_code& ec) {
 
 void arm_watchdog(session& s);
 
-// The source of d read as ended. Passes its FIN on; false when it was a reset
-// instead, which the caller passes on.
-bool pass_fin(session& s, direction d) {
+// Whether a reset may have come in before the wake with these events (0: unknown):
+// the socket is closed then, which epoll reports as a hang-up (and an error, unless
+// a write took it). One that comes after the wake raises a new edge, which
+// watch_finished reads.
+bool reset_may_precede(std::uint32_t events) { return events == 0 || (events & (EPOLLHUP | EPOLLERR)) != 0; }
+
+// The source of d read as ended, on a wake with these events (0: unknown). Passes
+// its FIN on; false when it was a reset instead, which the caller passes on.
+bool pass_fin(session& s, direction d, std::uint32_t events) {
     auto& source = source_of(s, d);
     // A read of 0 after an RST whose error a write already collected: the kernel
     // reports a closed socket, not a half-closed one. Once we have sent our own FIN
     // on this socket, CLOSE is the normal end (TIME_WAIT) and no write is left
     // that could have collected an error.
-    if (s.reset_seen[d] || (!s.finished[opposite(d)] && kernel_tcp_state(source) == TCP_CLOSE)) return false;
+    if (s.reset_seen[d]) return false;
+    if (!s.finished[opposite(d)] && reset_may_precede(events) && kernel_tcp_state(source) == TCP_CLOSE) return false;
     // When the other direction is over already, the close that ends the session
     // right after sends this FIN: every byte was read, so the kernel sends no RST.
     if (!s.finished[opposite(d)]) {
@@ -379,14 +393,20 @@ void direction_over(session& s) {
 }
 
 template <typename Channel>
-void on_readable(session& s, direction d, const boost::system::error_code& wait_error);
+void on_readable(session& s, direction d, const boost::system::error_code& wait_error, std::uint32_t events);
 
 template <typename Channel>
 void await_readable(session& s, direction d) {
     // The wait also ends on an error or a hang-up, so a reset is seen here too.
-    async_wait_readable(source_of(s, d), [&s, d](const boost::system::error_code& ec) {
-        on_readable<Channel>(s, d, ec);
+    async_wait_readable(source_of(s, d), [&s, d](const boost::system::error_code& ec, std::uint32_t events) {
+        on_readable<Channel>(s, d, ec, events);
     });
+}
+
+// A wake of d brought bytes, and then a read that found nothing.
+void note_empty_read(session& s, direction d) {
+    if (s.empty_reads[d] == empty_reads_before_fin_reports) return;
+    if (++s.empty_reads[d] == empty_reads_before_fin_reports) report_peer_fin(source_of(s, d));
 }
 
 void run_to_end(session& s, net::awaitable<void> rest) {
@@ -401,7 +421,7 @@ void run_to_end(session& s, net::awaitable<void> rest) {
 // hang-up or a stale edge, which SO_ERROR tells apart. Ends when the other
 // direction finishes too (and closes the sockets) or the session ends.
 void watch_finished(session& s, direction d) {
-    async_wait_readable(source_of(s, d), [&s, d](const boost::system::error_code& ec) {
+    async_wait_readable(source_of(s, d), [&s, d](const boost::system::error_code& ec, std::uint32_t) {
         if (ec || s.terminating || s.finished[opposite(d)]) return direction_over(s);
         const int error = take_socket_error(source_of(s, d));
         if (error == ECONNRESET || error == EPIPE) return run_to_end(s, pass_reset(s, d));
@@ -413,11 +433,12 @@ void watch_finished(session& s, direction d) {
     });
 }
 
-// The source of d sent its FIN: pass it on, then watch that source for a reset
-// until the other direction is over too.
-void end_of_source(session& s, direction d) {
+// The source of d sent its FIN (read on a wake with these events, 0: unknown):
+// pass it on, then watch that source for a reset until the other direction is
+// over too.
+void end_of_source(session& s, direction d, std::uint32_t events) {
     if (s.terminating) return direction_over(s);
-    if (!pass_fin(s, d)) return run_to_end(s, pass_reset(s, d));
+    if (!pass_fin(s, d, events)) return run_to_end(s, pass_reset(s, d));
     if (s.finished[opposite(d)]) {
         // Both FINs passed on, every byte written: the connection is over. The sockets
         // close now (the second FIN leaves with this close), which also ends the other
@@ -436,15 +457,17 @@ template <typename Channel>
 void after_drain(session& s, direction d, drained outcome) {
     switch (outcome) {
         case drained::more: await_readable<Channel>(s, d); return;
-        case drained::eof: end_of_source(s, d); return;
+        case drained::eof: end_of_source(s, d, 0); return;
         // This direction copies from now on; the source has news already.
-        case drained::copy_instead: on_readable<copy_channel>(s, d, {}); return;
+        case drained::copy_instead: on_readable<copy_channel>(s, d, {}, 0); return;
         case drained::over: direction_over(s); return;
     }
 }
 
+// events: what epoll reported for the wake, 0 when unknown (the first read, or
+// handed over from elsewhere).
 template <typename Channel>
-void on_readable(session& s, direction d, const boost::system::error_code& wait_error) {
+void on_readable(session& s, direction d, const boost::system::error_code& wait_error, std::uint32_t events) {
     if (s.terminating || wait_error == net::error::operation_aborted) {
         direction_over(s);
         return;
@@ -452,18 +475,25 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
     Channel channel(s);
     if (!channel) {
         // No pipe to be had (out of descriptors): this direction copies from now on.
-        on_readable<copy_channel>(s, d, wait_error);
+        on_readable<copy_channel>(s, d, wait_error, events);
         return;
     }
     auto& source = source_of(s, d);
+    // A splice stops short when the pipe's slots run out, not only when the source
+    // does: it always reads on to EAGAIN.
+    const bool short_read_drains = !Channel::splices && nothing_left_after_short_read(source, events);
     handover h;
     // Until the source has nothing more for now (EAGAIN): the wait that follows
-    // sleeps until the next edge, and a FIN that came with the last bytes raises none.
+    // sleeps until the next edge, and a FIN that came with the last bytes raises
+    // none. Unless the wake's events prove that a short read took everything.
     for (int reads = 1;; ++reads) {
         h = handover{};
         h.n = channel.read(source, h.read_error);
-        if (would_block(h.read_error)) return await_readable<Channel>(s, d);
-        if (h.read_error == net::error::eof) return end_of_source(s, d);
+        if (would_block(h.read_error)) {
+            if (reads > 1) note_empty_read(s, d);
+            return await_readable<Channel>(s, d);
+        }
+        if (h.read_error == net::error::eof) return end_of_source(s, d, events);
         if (h.read_error) break;
         s.touch();
         write_counted(s, d, channel, h.write_error);
@@ -471,6 +501,7 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
         // trickling: drain() takes over.
         if (h.write_error || channel.pending() > 0 || h.n == channel.capacity() || reads == max_reads_per_wake)
             break;
+        if (short_read_drains) return await_readable<Channel>(s, d);
     }
     net::co_spawn(s.client.get_executor(), drain<Channel>(s, d, std::move(channel), h),
                   [&s, d](std::exception_ptr e, drained outcome) {
@@ -485,8 +516,8 @@ void start_both(session& s) {
     // Read before waiting, both ways: the client's first bytes are usually there
     // already, and a server that speaks first may have spoken. Every wait follows a
     // read that found nothing more (see readable_wait.hpp).
-    on_readable<Channel>(s, to_upstream, {});
-    on_readable<Channel>(s, to_client, {});
+    on_readable<Channel>(s, to_upstream, {}, 0);
+    on_readable<Channel>(s, to_client, {}, 0);
 }
 
 // The one place a session's end is accounted (counters, histograms, access log)

@@ -53,6 +53,8 @@ struct session : session_hook {
     std::array<std::uint64_t, 2> bytes{};
     std::array<bool, 2> finished{};  // FIN passed on in that direction
     std::array<bool, 2> writing{};   // a write in that direction is in flight
+    // Reads that found nothing after a wake's bytes, counted up to a few (relay.cpp)
+    std::array<std::uint8_t, 2> empty_reads{};
     // An RST arrived from the source of that direction while bytes it sent before
     // may still wait to be read; they are relayed until reset_deadline.
     std::array<bool, 2> reset_seen{};

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -451,6 +452,7 @@ struct kernel_socket {
     std::uint16_t remote_port;
     int state;           // TCP_* from netinet/tcp.h
     std::size_t unread;  // rx_queue
+    unsigned long inode;
 };
 
 // Every TCP socket of the namespace, from /proc/net/tcp{,6}; stops when visit returns true.
@@ -465,10 +467,13 @@ void visit_kernel_sockets(Visit visit) {
         std::getline(in, line);  // header
         while (std::getline(in, line)) {
             std::istringstream fields(line);
-            std::string sl, local, remote, st, queues;
-            if (!(fields >> sl >> local >> remote >> st >> queues)) continue;
+            std::string sl, local, remote, st, queues, timer, retransmits, uid, timeout;
+            unsigned long inode = 0;
+            if (!(fields >> sl >> local >> remote >> st >> queues >> timer >> retransmits >> uid >> timeout >> inode))
+                continue;
             const kernel_socket k{port_of(local), port_of(remote), static_cast<int>(std::stoul(st, nullptr, 16)),
-                                  static_cast<std::size_t>(std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16))};
+                                  static_cast<std::size_t>(std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16)),
+                                  inode};
             if (visit(k)) return;
         }
     }
@@ -494,6 +499,32 @@ std::optional<std::size_t> kernel_unread_bytes(std::uint16_t local_port, std::ui
         return true;
     });
     return unread;
+}
+
+std::optional<std::uint32_t> epoll_events_of(pid_t pid, std::uint16_t local_port, std::uint16_t remote_port) {
+    unsigned long inode = 0;
+    visit_kernel_sockets([&](const kernel_socket& k) {
+        if (k.local_port != local_port || k.remote_port != remote_port) return false;
+        inode = k.inode;
+        return true;
+    });
+    if (inode == 0) return std::nullopt;
+    // An epoll descriptor's fdinfo has a line per watched file:
+    //   tfd:       13 events: 80002019 data: ... pos:0 ino:4f2a1 sdev:8
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fdinfo", ec)) {
+        std::ifstream in(entry.path());
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.rfind("tfd:", 0) != 0) continue;
+            const auto events_at = line.find("events:");
+            const auto ino_at = line.find("ino:");
+            if (events_at == std::string::npos || ino_at == std::string::npos) continue;
+            if (std::stoul(line.substr(ino_at + 4), nullptr, 16) != inode) continue;
+            return static_cast<std::uint32_t>(std::stoul(line.substr(events_at + 7), nullptr, 16));
+        }
+    }
+    return std::nullopt;
 }
 
 std::size_t count_kernel_sockets(std::uint16_t port, int state) {

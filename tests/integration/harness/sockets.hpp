@@ -3,6 +3,7 @@
 // close-on-exec; every operation that can wait takes a deadline and uses poll().
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstddef>
@@ -138,6 +139,10 @@ std::optional<std::size_t> kernel_unread_bytes(std::uint16_t local_port, std::ui
 // The same for the sockets of one connection: ports a and b at either end. A port
 // alone may match sockets of other connections (and other tests) that used it before.
 std::size_t count_kernel_sockets_between(std::uint16_t a, std::uint16_t b, int state);
+// The events (EPOLLIN, EPOLLRDHUP, EPOLLET ...) with which process `pid` watches its
+// socket with these ports in an epoll instance, from /proc/PID/fdinfo; nullopt if
+// there is no such socket or it is not watched.
+std::optional<std::uint32_t> epoll_events_of(pid_t pid, std::uint16_t local_port, std::uint16_t remote_port);
 
 // n random bytes from a seeded generator.
 std::string random_bytes(std::size_t n, std::uint64_t seed);
