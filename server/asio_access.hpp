@@ -1,11 +1,12 @@
 #pragma once
 // The parts of Asio (Boost 1.81) that the relay reaches past the public interface:
 // a socket's implementation and the service's start_op() (both protected: through
-// pointers to members formed in derived classes), and, of the epoll reactor's
-// record of a descriptor, the "try a speculative read" flag, the events epoll
-// registered and reported, and the epoll descriptor (private: through pointers to
-// members named in explicit instantiations, where access is not checked). None
-// assumes anything of layout; used by readable_wait.hpp and socket_options.cpp only.
+// pointers to members formed in derived classes); an acceptor's implementation,
+// and, of the epoll reactor's record of a descriptor, the "try a speculative read"
+// flag, the events epoll registered and reported, and the epoll descriptor
+// (private: through pointers to members named in explicit instantiations, where
+// access is not checked). None assumes anything of layout; used by
+// readable_wait.hpp and socket_options.cpp only.
 #include <sys/epoll.h>
 
 #include <cstdint>
@@ -53,6 +54,10 @@ struct task_result_tag {
     friend constexpr auto pointer_to(task_result_tag) noexcept;
 };
 template struct expose<&net::detail::scheduler_operation::task_result_, task_result_tag>;
+struct acceptor_impl_tag {
+    friend constexpr auto pointer_to(acceptor_impl_tag) noexcept;
+};
+template struct expose<&tcp::acceptor::impl_, acceptor_impl_tag>;
 }  // namespace detail
 
 using descriptor_state = net::detail::epoll_reactor::descriptor_state;
@@ -64,13 +69,22 @@ struct socket_access : tcp_socket {
     static auto& io_object(tcp_socket& s) { return s.*(&socket_access::impl_); }
 };
 
-inline auto& implementation(tcp_socket& s) { return socket_access::io_object(s).get_implementation(); }
+inline auto& io_object(tcp_socket& s) { return socket_access::io_object(s); }
+// A listening socket has the same implementation and service as a connected one,
+// in a private member.
+inline auto& io_object(tcp::acceptor& a) { return a.*pointer_to(detail::acceptor_impl_tag{}); }
+
+template <typename Socket>
+auto& implementation(Socket& s) {
+    return io_object(s).get_implementation();
+}
 
 struct service_access : service_base {
     // start_op() as Asio's own reads call it: performed at once when the reactor
     // may have news for the descriptor, otherwise queued without a syscall.
-    static void start_read(tcp_socket& s, reactor_op* op) {
-        auto& io_object = socket_access::io_object(s);
+    template <typename Socket>
+    static void start_read(Socket& s, reactor_op* op) {
+        auto& io_object = asio_access::io_object(s);
         service_base& service = io_object.get_service();
         (service.*(&service_access::start_op))(io_object.get_implementation(), net::detail::reactor::read_op, op,
                                               /*is_continuation=*/false, /*is_non_blocking=*/true, /*noop=*/false);
@@ -83,9 +97,13 @@ struct service_access : service_base {
 // not seen yet cannot be pending: the flag is stale, and would cost a wake-up and a
 // read that finds nothing. Only the io_context's one thread may call this: it is
 // the thread that runs the reactor's handlers for the descriptor.
-inline descriptor_state* reactor_record(tcp_socket& s) { return implementation(s).reactor_data_; }
+template <typename Socket>
+descriptor_state* reactor_record(Socket& s) {
+    return implementation(s).reactor_data_;
+}
 
-inline void forget_read_news(tcp_socket& s) {
+template <typename Socket>
+void forget_read_news(Socket& s) {
     auto* state = reactor_record(s);
     if (state) (state->*pointer_to(detail::try_speculative_tag{}))[net::detail::reactor::read_op] = false;
 }

@@ -4,6 +4,7 @@
 
 #include "common/log.hpp"
 #include "server/access_log.hpp"
+#include "server/readable_wait.hpp"
 #include "server/relay.hpp"
 #include "server/socket_options.hpp"
 #include "server/worker.hpp"
@@ -24,7 +25,7 @@ constexpr int max_accepts_per_wake = 64;
 
 // Errors that concern one client only: take the next one at once.
 bool is_per_connection(const boost::system::error_code& ec) {
-    return ec == net::error::connection_aborted || ec == boost::system::errc::protocol_error ||
+    return ec == net::error::connection_aborted || ec == net::error::interrupted || ec == boost::system::errc::protocol_error ||
            ec == boost::system::errc::operation_not_permitted;
 }
 
@@ -72,21 +73,33 @@ tcp::acceptor open_acceptor(net::io_context& context, const tcp::endpoint& endpo
 
 net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp::acceptor& acceptor) {
     net::steady_timer backoff(co_await net::this_coro::executor);
-    tcp::endpoint peer;  // filled by accept() itself: no getpeername() per connection
-    // The accepts that take what is left in the queue after a wake-up must not block.
+    tcp::endpoint peer;  // filled by accept4() itself: no getpeername() per connection
     boost::system::error_code ignored;
     acceptor.non_blocking(true, ignored);
+    // Accepts before it waits: connections queued before the loop began raise no
+    // new edge, and neither do those left when a round ends at its cap.
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(owner.context(), peer, use_tuple);
-        if (!acceptor.is_open()) {
-            // An accept that completed just before stop_accepting closed the acceptor
-            // still gave us a client: it is drained like the others. Dropped here, it
-            // would be closed unserved, and its client reset once it sends.
-            if (!ec) admit(owner, listener, std::move(socket), peer);
-            co_return;
+        // The connections already waiting are taken now, before any session relays:
+        // the sessions connect one after another, and their first bytes leave
+        // together (start_relay_soon in relay.cpp).
+        boost::system::error_code ec;
+        for (int taken = 0; taken < max_accepts_per_wake; ++taken) {
+            tcp_socket socket(owner.context());
+            ec = accept_non_blocking(acceptor, socket, peer);
+            if (!ec) {
+                admit(owner, listener, std::move(socket), peer);
+            } else if (is_per_connection(ec)) {
+                ec = {};
+            } else {
+                break;
+            }
         }
-        if (ec) {
-            if (is_per_connection(ec)) continue;
+        if (!ec) {
+            // At the cap: the worker's sessions run before the next round.
+            co_await net::post(co_await net::this_coro::executor, net::use_awaitable);
+        } else if (ec == net::error::would_block || ec == net::error::try_again) {
+            co_await wait_readable(acceptor);  // ends with operation_aborted when the acceptor closes
+        } else {
             auto resource = accept_error_name(ec);
             listener.metrics.accept_error(resource);
             const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -99,22 +112,10 @@ net::awaitable<void> accept_loop(worker& owner, listener_runtime& listener, tcp:
             }
             backoff.expires_after(resource_backoff);
             co_await backoff.async_wait(use_tuple);
-            if (!acceptor.is_open()) co_return;
-            continue;
         }
-        admit(owner, listener, std::move(socket), peer);
-        // The connections already waiting are taken now, before any session relays:
-        // the sessions connect one after another, and their first bytes leave together
-        // (start_relay_soon in relay.cpp). Any error ends the round; the next
-        // async_accept meets it again and handles it.
-        for (int taken = 1; taken < max_accepts_per_wake; ++taken) {
-            boost::system::error_code more_ec;
-            tcp_socket more(owner.context());
-            acceptor.accept(more, peer, more_ec);
-            if (is_per_connection(more_ec)) continue;
-            if (more_ec) break;
-            admit(owner, listener, std::move(more), peer);
-        }
+        // stop_accepting closes the acceptor between two rounds, never within one:
+        // every connection accepted is admitted, and drained like the others.
+        if (!acceptor.is_open()) co_return;
     }
 }
 

@@ -71,8 +71,8 @@ private:
 // EPOLLHUP, EPOLLERR ...), or 0 when the wait ended otherwise (closed, cancelled).
 // The socket must be open and non-blocking (set by the user), as every relay
 // socket is, and the caller on the io_context's thread.
-template <typename Handler>
-void async_wait_readable(tcp_socket& socket, Handler handler) {
+template <typename Socket, typename Handler>
+void async_wait_readable(Socket& socket, Handler handler) {
     asio_access::forget_read_news(socket);
     asio_access::service_access::start_read(
         socket, new readable_wait_detail::op<Handler>(asio_access::reactor_record(socket), std::move(handler)));
@@ -91,6 +91,14 @@ inline bool report_peer_fin(tcp_socket& socket) { return asio_access::report_pee
 // and skip the read that would only find EAGAIN. Events of 0 (unknown) never qualify.
 inline bool nothing_left_after_short_read(tcp_socket& socket, std::uint32_t events) {
     return (events & ~std::uint32_t{EPOLLOUT}) == EPOLLIN && reports_peer_fin(socket);
+}
+
+// async_wait_readable for a coroutine: co_await gives (error_code, events).
+template <typename Socket>
+auto wait_readable(Socket& socket) {
+    constexpr auto token = net::as_tuple(net::use_awaitable);
+    return net::async_initiate<decltype(token), void(boost::system::error_code, std::uint32_t)>(
+        [&socket](auto handler) { async_wait_readable(socket, std::move(handler)); }, token);
 }
 
 }  // namespace halfpipe

@@ -573,7 +573,6 @@ void start_relay_soon(session& s) {
 
 net::awaitable<void> run_session(session& s) {
     auto& listener = s.listener;
-    apply_accepted_options(s.client);  // the rest came with the listening socket
 
     if (listener.cfg.mode != config::listener_mode::reverse) {
         if (!co_await open_forward_tunnel(s)) {

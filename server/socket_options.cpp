@@ -55,11 +55,22 @@ void set_tcp_options(Socket& socket, const config::listener_config& cfg) noexcep
     }
 }
 
-// The relay reads with a non-blocking read_some after waiting for readability;
-// outgoing sockets are opened non-blocking (open_non_blocking), accepted ones are not.
-void make_non_blocking(tcp_socket& socket) noexcept {
-    boost::system::error_code ignored;
-    if (!socket.non_blocking()) socket.non_blocking(true, ignored);
+// Registers a descriptor opened non-blocking with the reactor, and records what
+// open() and non_blocking(true) would have, without the ioctl. Asio counts an
+// adopted descriptor as a possible duplicate, and would spend an EPOLL_CTL_DEL on
+// it at close: it is ours alone, like one Asio opened itself. Closes fd on failure.
+boost::system::error_code adopt_non_blocking(tcp_socket& socket, const tcp& protocol, int fd) noexcept {
+    boost::system::error_code ec;
+    socket.assign(protocol, fd, ec);  // registers it with the reactor
+    if (ec) {
+        ::close(fd);
+        return ec;
+    }
+    namespace ops = net::detail::socket_ops;
+    auto& state = asio_access::implementation(socket).state_;
+    state = static_cast<ops::state_type>((state | ops::user_set_non_blocking | ops::internal_non_blocking) &
+                                         ~ops::possible_dup);
+    return {};
 }
 }  // namespace
 
@@ -67,28 +78,19 @@ void apply_listening_options(tcp::acceptor& acceptor, const config::listener_con
     set_tcp_options(acceptor, cfg);
 }
 
-void apply_accepted_options(tcp_socket& socket) noexcept {
-    make_non_blocking(socket);
-    // Asio counts an accepted descriptor as a possible duplicate and spends an
-    // EPOLL_CTL_DEL on it at close. It is ours alone, like one Asio opened itself.
-    asio_access::implementation(socket).state_ &= ~net::detail::socket_ops::possible_dup;
-}
-
 boost::system::error_code open_non_blocking(tcp_socket& socket, const tcp& protocol) noexcept {
     const int fd = ::socket(protocol.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol.protocol());
     if (fd < 0) return {errno, boost::system::system_category()};
-    boost::system::error_code ec;
-    socket.assign(protocol, fd, ec);  // registers it with the reactor
-    if (ec) {
-        ::close(fd);
-        return ec;
-    }
-    // What open() and non_blocking(true) would have recorded, without the ioctl.
-    namespace ops = net::detail::socket_ops;
-    auto& state = asio_access::implementation(socket).state_;
-    state = static_cast<ops::state_type>((state | ops::user_set_non_blocking | ops::internal_non_blocking) &
-                                         ~ops::possible_dup);
-    return {};
+    return adopt_non_blocking(socket, protocol, fd);
+}
+
+boost::system::error_code accept_non_blocking(tcp::acceptor& acceptor, tcp_socket& socket,
+                                              tcp::endpoint& peer) noexcept {
+    auto len = static_cast<socklen_t>(peer.capacity());
+    const int fd = ::accept4(acceptor.native_handle(), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return {errno, boost::system::system_category()};
+    peer.resize(len);
+    return adopt_non_blocking(socket, peer.protocol(), fd);
 }
 
 void apply_stream_options(tcp_socket& socket, const config::listener_config& cfg) noexcept {

@@ -18,11 +18,14 @@ void set_reuse_port(tcp::acceptor& acceptor);
 // TCP_NODELAY and keepalive set once on a listening socket: Linux copies them to
 // every socket it accepts, which saves those setsockopt calls per connection.
 void apply_listening_options(tcp::acceptor& acceptor, const config::listener_config& cfg) noexcept;
-// What an accepted socket still needs when its listener had apply_listening_options.
-void apply_accepted_options(tcp_socket& socket) noexcept;
 // Opens `socket` non-blocking from the start (SOCK_NONBLOCK | SOCK_CLOEXEC), sparing
 // the ioctl of Asio's open() followed by non_blocking(true).
 boost::system::error_code open_non_blocking(tcp_socket& socket, const tcp& protocol) noexcept;
+// Takes the next connection queued on a non-blocking listening socket (accept4 with
+// SOCK_NONBLOCK | SOCK_CLOEXEC) into `socket`, and its address into `peer`: no
+// ioctl, no getpeername(). would_block when the queue is empty.
+boost::system::error_code accept_non_blocking(tcp::acceptor& acceptor, tcp_socket& socket,
+                                              tcp::endpoint& peer) noexcept;
 // An outgoing socket: all of the listener's stream options, one by one.
 void apply_stream_options(tcp_socket& socket, const config::listener_config& cfg) noexcept;
 // Lets the kernel pick the source port at connect() time, not bind() time, so a
