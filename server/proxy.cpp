@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "common/log.hpp"
@@ -95,6 +96,7 @@ public:
         if (admin) admin->start();
 
         bool stopping = false;
+        bool taken_back = false;  // a drain after a reload that ends because the successor died
         int stop_signals = 0;  // SIGTERM/SIGINT; a drain after a reload is not one
         auto start_drain = [&](int signo) {
             stopping = true;
@@ -103,12 +105,25 @@ public:
                             cfg_.drain_timeout.count());
             for (auto& w : workers_) w->stop_accepting();
         };
-        reload_control reload(control, process_.command, [&] {
-            // Requests to the admin address reach the successor only: /readyz and
-            // connection ids are its own.
-            if (admin) admin->hand_over();
-            start_drain(SIGHUP);
-        });
+        reload_control reload(
+            control, process_.command,
+            [&] {
+                // Requests to the admin address reach the successor only: /readyz and
+                // connection ids are its own.
+                if (admin) admin->hand_over();
+                start_drain(SIGHUP);
+            },
+            [&] {
+                // The service manager knows this process as the main one again. Unless
+                // told to stop meanwhile, it serves again, with the config it has.
+                if (stop_signals > 0 || !stopping) return;
+                for (auto& w : workers_) w->accept_again();
+                if (admin) admin->take_back();
+                stopping = false;
+                draining_ = false;
+                taken_back = true;
+                log::get().info("event=reload_taken_back live={}", live_sessions());
+            });
         std::function<void(const boost::system::error_code&, int)> on_signal;
         on_signal = [&](const boost::system::error_code& ec, int signo) {
             if (ec) return;
@@ -136,15 +151,19 @@ public:
             announce_ready(*process_.ready_fd);
         else
             notify_service_manager("READY=1");
-        while (!stopping) control.run_one();
-
-        // A connection whose accept completed as its acceptor closed is admitted after
-        // the close: neither the live count nor a terminate_all covers it before every
-        // accept loop has ended.
-        const auto accept_end_deadline = clock::now() + unwind_grace;
-        while (accepting() && clock::now() < accept_end_deadline) control.run_for(accept_end_poll_interval);
-        const auto drain_deadline = clock::now() + cfg_.drain_timeout;
-        while (live_sessions() > 0 && clock::now() < drain_deadline) control.run_for(drain_poll_interval);
+        for (;;) {
+            while (!stopping) control.run_one();
+            // A connection whose accept completed as its acceptor closed is admitted
+            // after the close: neither the live count nor a terminate_all covers it
+            // before every accept loop has ended.
+            const auto accept_end_deadline = clock::now() + unwind_grace;
+            while (accepting() && clock::now() < accept_end_deadline && stopping)
+                control.run_for(accept_end_poll_interval);
+            const auto drain_deadline = clock::now() + cfg_.drain_timeout;
+            while (live_sessions() > 0 && clock::now() < drain_deadline && stopping)
+                control.run_for(drain_poll_interval);
+            if (!std::exchange(taken_back, false)) break;
+        }
         if (auto left = live_sessions(); left > 0) {
             log::get().info("event=drain_timeout live={}", left);
             for (auto& w : workers_) w->terminate_all({initiator::proxy, close_how::timeout, "drain_timeout"});

@@ -1,6 +1,7 @@
 #include "server/reload.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <system_error>
@@ -18,8 +19,8 @@ constexpr auto reload_timeout = 30s;
 }  // namespace
 
 reload_control::reload_control(net::io_context& control, std::vector<std::string> command,
-                               std::function<void()> handed_over)
-    : control_(control), command_(std::move(command)), handed_over_(std::move(handed_over)) {}
+                               std::function<void()> handed_over, std::function<void()> lost)
+    : control_(control), command_(std::move(command)), handed_over_(std::move(handed_over)), lost_(std::move(lost)) {}
 
 void reload_control::request() {
     if (next_) {
@@ -59,8 +60,22 @@ void reload_control::on_outcome(bool ready, const std::string& why) {
         // process gone without knowing the next one.
         notify_service_manager("MAINPID=" + std::to_string(pid) + "\nREADY=1");
         log::get().info("event=reload_handover successor_pid={}", pid);
+        const bool watched = next_->async_wait_exit([this, pid](bool clean, const std::string& how) {
+            if (clean) {
+                // Told to stop (systemctl stop signals the main process only), it drained.
+                log::get().info("event=successor_exited successor_pid={} how=\"{}\"", pid, how);
+                return;
+            }
+            log::get().error("event=successor_lost successor_pid={} how=\"{}\"", pid, how);
+            notify_service_manager("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1");
+            net::post(control_, [this] {
+                next_.reset();
+                lost_();
+            });
+        });
+        if (!watched) log::get().warn("event=successor_unwatched successor_pid={} reason=no_pidfd", pid);
         handed_over_();
-        if (pending_) {
+        if (std::exchange(pending_, false)) {
             log::get().info("event=reload_passed_on successor_pid={}", pid);
             ::kill(pid, SIGHUP);
         }

@@ -18,7 +18,13 @@ namespace halfpipe {
 class reload_control {
 public:
     // handed_over: the successor listens, and systemd knows it; this process must drain.
-    reload_control(net::io_context& control, std::vector<std::string> command, std::function<void()> handed_over);
+    // lost: a successor that took over has died (crashed, killed) while this process
+    // still runs: nothing listens unless this process listens again, and systemd,
+    // which cannot see a process that is not its child end, would never restart the
+    // service while this one lives. The service manager has been told that this
+    // process is the main one again.
+    reload_control(net::io_context& control, std::vector<std::string> command, std::function<void()> handed_over,
+                   std::function<void()> lost);
 
     void request();  // a SIGHUP while serving
     // A stop while a successor starts: it would outlive us, so it is told to stop too.
@@ -31,6 +37,7 @@ private:
     net::io_context& control_;
     std::vector<std::string> command_;
     std::function<void()> handed_over_;
+    std::function<void()> lost_;
     std::optional<successor> next_;
     bool pending_ = false;
 };

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,7 +90,7 @@ void announce_ready(int ready_fd) noexcept {
 }
 
 successor::successor(net::io_context& control, const std::vector<std::string>& command)
-    : pipe_(control), deadline_(control) {
+    : pipe_(control), exit_watch_(control), deadline_(control) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
     const int read_end = fds[0];
@@ -192,6 +193,24 @@ void successor::async_wait_ready(std::chrono::steady_clock::duration timeout, on
                         auto done_now = std::move(done_);
                         done_now(true, "");
                     });
+}
+
+bool successor::async_wait_exit(std::function<void(bool clean, const std::string& how)> done) {
+    // A child is never reaped behind our back, so its PID cannot be reused before the
+    // pidfd refers to it.
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (fd < 0) return false;
+    exit_watch_.assign(fd);
+    exit_watch_.async_wait(net::posix::descriptor_base::wait_read,
+                           [this, alive = std::weak_ptr<int>(alive_), done = std::move(done)](
+                               const boost::system::error_code& ec) {
+                               if (alive.expired() || ec) return;
+                               int status = 0;
+                               if (::waitpid(pid_, &status, WNOHANG) == pid_) reaped_ = true;
+                               const bool clean = reaped_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                               done(clean, reaped_ ? exit_text(status) : "ended");
+                           });
+    return true;
 }
 
 }  // namespace halfpipe

@@ -47,6 +47,11 @@ public:
     // here, so it may destroy this object.
     void async_wait_ready(std::chrono::steady_clock::duration timeout, on_outcome done);
 
+    // After it said it listens: done(clean, how) once it has exited and been reaped,
+    // clean when it exited with status 0 (it was told to stop, and drained). done is
+    // the last thing that runs here. False when the kernel has no pidfd to watch it by.
+    bool async_wait_exit(std::function<void(bool clean, const std::string& how)> done);
+
 private:
     void give_up(const std::string& why);
 
@@ -58,6 +63,7 @@ private:
     // Handlers hold it weakly: one may still be queued after done_ destroyed this object.
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
     net::posix::stream_descriptor pipe_;
+    net::posix::stream_descriptor exit_watch_;  // a pidfd: readable once it has exited
     net::steady_timer deadline_;
     std::array<char, 16> message_{};
     on_outcome done_;

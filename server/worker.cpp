@@ -1,6 +1,7 @@
 #include "server/worker.hpp"
 
 #include <algorithm>
+#include <system_error>
 
 #include "common/log.hpp"
 #include "common/thread_name.hpp"
@@ -37,19 +38,22 @@ session& worker::open_session(listener_runtime& listener, tcp_socket client, con
 }
 
 void worker::add_acceptor(listener_runtime& listener, tcp::acceptor acceptor) {
-    acceptors_.push_back(std::make_unique<bound_acceptor>(bound_acceptor{&listener, std::move(acceptor)}));
+    auto endpoint = acceptor.local_endpoint();
+    acceptors_.push_back(std::make_unique<bound_acceptor>(bound_acceptor{&listener, std::move(acceptor), endpoint}));
+}
+
+void worker::run_accept_loop(bound_acceptor& a) {
+    accept_loops_.fetch_add(1, std::memory_order_relaxed);
+    net::co_spawn(context_, accept_loop(*this, *a.listener, a.acceptor), [this](std::exception_ptr e) {
+        // Release: whoever sees the loop ended also sees the sessions it admitted.
+        accept_loops_.fetch_sub(1, std::memory_order_release);
+        if (e) std::rethrow_exception(e);  // a bug: the accept loop handles every I/O outcome itself
+    });
 }
 
 void worker::start() {
     for (auto& a : acceptors_) a->acceptor.listen(a->listener->cfg.backlog);
-    for (auto& a : acceptors_) {
-        accept_loops_.fetch_add(1, std::memory_order_relaxed);
-        net::co_spawn(context_, accept_loop(*this, *a->listener, a->acceptor), [this](std::exception_ptr e) {
-            // Release: whoever sees the loop ended also sees the sessions it admitted.
-            accept_loops_.fetch_sub(1, std::memory_order_release);
-            if (e) std::rethrow_exception(e);  // a bug: the accept loop handles every I/O outcome itself
-        });
-    }
+    for (auto& a : acceptors_) run_accept_loop(*a);
     thread_ = std::thread([this] {
         name_this_thread("halfpipe-w" + std::to_string(index_));
         context_.run();
@@ -61,6 +65,29 @@ void worker::stop_accepting() {
         for (auto& a : acceptors_) {
             boost::system::error_code ignored;
             a->acceptor.close(ignored);
+        }
+    });
+}
+
+void worker::accept_again() {
+    net::post(context_, [this] {
+        // New entries: a closed acceptor's loop may not have seen its close yet, and
+        // must not wake up on a new socket in the same place.
+        const std::size_t first = current_acceptors_, closed = acceptors_.size();
+        current_acceptors_ = closed;
+        for (std::size_t i = first; i < closed; ++i) {
+            auto* listener = acceptors_[i]->listener;
+            const auto endpoint = acceptors_[i]->endpoint;
+            try {
+                auto acceptor = open_acceptor(context_, endpoint, listener->cfg);
+                acceptor.listen(listener->cfg.backlog);
+                acceptors_.push_back(
+                    std::make_unique<bound_acceptor>(bound_acceptor{listener, std::move(acceptor), endpoint}));
+                run_accept_loop(*acceptors_.back());
+            } catch (const std::system_error& e) {
+                log::get().error("event=listen_failed listener={} address={} error=\"{}\"", listener->cfg.name,
+                                 endpoint_text(endpoint), e.what());
+            }
         }
     });
 }

@@ -31,8 +31,11 @@ public:
 
     void add_acceptor(listener_runtime& listener, tcp::acceptor acceptor);
     void start();
-    // Thread-safe: both post to the worker's own thread.
+    // Thread-safe: these post to the worker's own thread.
     void stop_accepting();
+    // After stop_accepting: every address listens again, on new sockets (SO_REUSEPORT),
+    // each with a new accept loop. An address that cannot be bound is logged and left.
+    void accept_again();
     void terminate_all(close_outcome why);
     // Until every accept loop has ended, a connection whose accept completed as its
     // acceptor closed may still be admitted (listener.cpp). Thread-safe.
@@ -57,7 +60,9 @@ private:
     struct bound_acceptor {
         listener_runtime* listener;
         tcp::acceptor acceptor;
+        tcp::endpoint endpoint;  // what it was bound to, kept for accept_again
     };
+    void run_accept_loop(bound_acceptor& a);
 
     std::size_t index_;
     std::atomic<std::uint64_t>& session_ids_;
@@ -72,6 +77,7 @@ private:
     net::io_context context_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     net::executor_work_guard<net::io_context::executor_type> guard_{context_.get_executor()};
     std::vector<std::unique_ptr<bound_acceptor>> acceptors_;
+    std::size_t current_acceptors_ = 0;  // acceptors_ from here on are the newest set
     std::atomic<std::size_t> accept_loops_{0};
     std::thread thread_;
 };

@@ -105,7 +105,8 @@ net::awaitable<void> admin_server::accept_loop() {
     net::steady_timer backoff(context_);
     for (;;) {
         auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
-        if (!acceptor_.is_open()) co_return;
+        // Closed by hand_over: a take_back gives the new socket a loop of its own.
+        if (!acceptor_.is_open() || ec == net::error::operation_aborted) co_return;
         if (ec) {
             backoff.expires_after(100ms);  // descriptor exhaustion: never spin
             co_await backoff.async_wait(use_tuple);
@@ -133,6 +134,28 @@ void admin_server::hand_over() {
         // until it exits.
         while (close_longest_idle()) {
         }
+    });
+}
+
+void admin_server::take_back() {
+    net::post(context_, [this] {
+        // The old acceptor's loop ends on its own; the new socket gets a new loop.
+        tcp::acceptor acceptor(context_);
+        try {
+            acceptor.open(bound_.protocol());
+            acceptor.set_option(net::socket_base::reuse_address(true));
+            set_reuse_port(acceptor);
+            acceptor.bind(bound_);
+            acceptor.listen();
+        } catch (const std::system_error& e) {
+            log::get().error("event=admin_listen_failed error=\"{}\"", e.what());
+            return;
+        }
+        handed_over_ = false;
+        acceptor_ = std::move(acceptor);
+        net::co_spawn(context_, accept_loop(), [](std::exception_ptr e) {
+            if (e) std::rethrow_exception(e);
+        });
     });
 }
 

@@ -35,6 +35,9 @@ public:
     // A successor answers at this address from now on: the listener closes, idle
     // keep-alive connections close, busy ones after their response. Thread-safe.
     void hand_over();
+    // After hand_over, when the successor is gone: this process answers again, on a
+    // new listening socket. Thread-safe.
+    void take_back();
     tcp::endpoint local_endpoint() const { return bound_; }
 
 private:
@@ -51,6 +54,9 @@ private:
     std::list<connection*> connections_;  // the slots taken, at most max_connections
     bool handed_over_ = false;
     net::io_context context_{1};
+    // Runs until stop(), with no listener and no connection (after hand_over) too:
+    // take_back posts to it then.
+    net::executor_work_guard<net::io_context::executor_type> guard_{context_.get_executor()};
     tcp::acceptor acceptor_{context_};
     tcp::endpoint bound_;
     std::thread thread_;

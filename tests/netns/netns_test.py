@@ -436,6 +436,16 @@ def started_under_notify(upstream_port, binary=BINARY, env=None):
     return hp, notify, config
 
 
+def end_reload_case(hp, notify, echo, successor=None):
+    """What every reload case leaves: its successor, halfpipe, the echo server, the notify socket."""
+    if successor:
+        stop_successor(successor)
+    hp.stop()
+    echo.stdin.close()
+    echo.wait(5)
+    notify.close()
+
+
 def inner_reload():
     """SIGHUP: a successor with the config as it is now on disk takes over the ports; the
     old process drains what it has. Not one client is refused or reset meanwhile."""
@@ -526,12 +536,7 @@ def inner_reload_bad_config():
         status = drained_exit(hp)
         check_eq("the old process exits 0", status, 0)
     finally:
-        if successor:
-            stop_successor(successor)
-        hp.stop()
-        echo.stdin.close()
-        echo.wait(5)
-        notify.close()
+        end_reload_case(hp, notify, echo, successor)
         shutil.rmtree(link_dir, ignore_errors=True)
 
 
@@ -638,6 +643,89 @@ def inner_reload_queued():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def reload_with_held_connection(port):
+    """halfpipe under a notify socket, a connection held through it, then a reload that
+    hands over: (halfpipe, notify socket, held connection, successor PID or None)."""
+    hp, notify, config = started_under_notify(port)
+    held = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+    held.sendall(b"before")
+    check_eq("a connection opened before the reload relays", held.recv(6), b"before")
+    os.kill(hp.proc.pid, signal.SIGHUP)
+    check_eq("RELOADING=1 at SIGHUP", notify.next(5), "RELOADING=1")
+    m = re.fullmatch(r"MAINPID=(\d+)\nREADY=1", notify.next(10) or "")
+    check("the successor takes over", m)
+    check("the old process drains", log_line(hp, r"event=draining signal=1 ", 5))
+    return hp, notify, held, int(m.group(1)) if m else None
+
+
+def inner_reload_successor_lost():
+    """The successor dies (here: SIGKILL) while the old process still drains. systemd
+    cannot see that end (the successor is not its child), and nothing would listen
+    until the old process exits: the old one becomes the main process again, and
+    serves, with its config, as before the reload."""
+    echo, port = start_echo_server(close_on_eof=True)
+    hp, notify, held, successor = reload_with_held_connection(port)
+    try:
+        if successor is None:
+            return
+        os.kill(successor, signal.SIGKILL)
+        check_eq("the old process tells the service manager it is the main process again",
+                 notify.next(5), "MAINPID=%d\nREADY=1" % hp.proc.pid)
+        check("event=successor_lost names it and how it ended",
+              log_line(hp, r'event=successor_lost successor_pid=%d how="killed by signal 9"' % successor, 5))
+        check("event=reload_taken_back", log_line(hp, r"event=reload_taken_back live=1", 5))
+        check_eq("the successor is reaped, not left a zombie", process_state(successor), None)
+        fresh = None
+        for _ in range(50):  # the listeners open on the worker's thread, just after the log line
+            try:
+                fresh = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.02)
+        check_eq("new connections are relayed again", relay_outcomes([fresh], 5) if fresh else ["refused"], ["ok"])
+        if fresh:
+            fresh.close()
+        check_eq("/readyz is 200 again", [admin_status("/readyz") for _ in range(5)], [200] * 5)
+        held.sendall(b"after")
+        check_eq("the held connection still relays", held.recv(5), b"after")
+        time.sleep(RELOAD_DRAIN_S + 0.5)
+        check("no drain ran out meanwhile: it serves, it does not drain",
+              "event=drain_timeout" not in hp.log_text() and hp.proc.poll() is None)
+        os.kill(hp.proc.pid, signal.SIGHUP)
+        check_eq("a later SIGHUP reloads again", notify.next(5), "RELOADING=1")
+        m = re.fullmatch(r"MAINPID=(\d+)\nREADY=1", notify.next(10) or "")
+        check("and hands over to a new successor", m)
+        if m:
+            successor = int(m.group(1))
+        held.close()
+        check_eq("the old process exits 0 once drained", drained_exit(hp), 0)
+    finally:
+        end_reload_case(hp, notify, echo, successor)
+
+
+def inner_reload_successor_stopped():
+    """A successor that exits 0 was told to stop (systemctl stop signals the main
+    process only) and drained: the old process does not take the service back."""
+    echo, port = start_echo_server(close_on_eof=True)
+    hp, notify, held, successor = reload_with_held_connection(port)
+    try:
+        if successor is None:
+            return
+        os.kill(successor, signal.SIGTERM)
+        check("event=successor_exited", log_line(hp, r'event=successor_exited successor_pid=%d how="exited with '
+                                                 r'status 0"' % successor, 10))
+        notices = []
+        while (n := notify.next(1)) is not None:
+            notices.append(n)
+        check_eq("the old process does not claim the service (the successor's own STOPPING=1 only)", notices,
+                 ["STOPPING=1"])
+        check("it goes on draining", "event=reload_taken_back" not in hp.log_text())
+        held.close()
+        check_eq("and exits 0 once drained", drained_exit(hp), 0)
+    finally:
+        end_reload_case(hp, notify, echo)
+
+
 def inner_reload_fails_before_listening():
     """A successor that cannot bind one of its addresses has not listened on any other:
     no client was queued on its sockets, so none is reset when it exits, even with
@@ -717,7 +805,8 @@ if __name__ == "__main__":
         sys.exit(1 if any(not ok for _, _, ok in suite.results) else 0)
     for case in ("port_exhaustion", "source_address", "connect_timeout", "unreachable", "handover_migrate",
                  "handover_no_migrate", "reload", "reload_bad_config", "reload_queued",
-                 "reload_fails_before_listening", "reload_successor_closes_the_pipe",
+                 "reload_fails_before_listening", "reload_successor_closes_the_pipe", "reload_successor_lost",
+                 "reload_successor_stopped",
                  "reload_refused_without_service_manager"):
         run_in_namespace(case)
     suite.finish()
