@@ -1,6 +1,7 @@
 #include "server/reload.hpp"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,7 +21,31 @@ constexpr auto reload_timeout = 30s;
 
 reload_control::reload_control(net::io_context& control, std::vector<std::string> command,
                                std::function<void()> handed_over, std::function<void()> lost)
-    : control_(control), command_(std::move(command)), handed_over_(std::move(handed_over)), lost_(std::move(lost)) {}
+    : control_(control),
+      command_(std::move(command)),
+      handed_over_(std::move(handed_over)),
+      lost_(std::move(lost)),
+      child_signals_(control, SIGCHLD) {
+    watch_children();
+}
+
+void reload_control::watch_children() {
+    child_signals_.async_wait([this](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        reap_stopped();
+        watch_children();
+    });
+}
+
+void reload_control::reap_stopped() {
+    std::erase_if(stopped_, [](pid_t pid) {
+        int status = 0;
+        const pid_t reaped = ::waitpid(pid, &status, WNOHANG);
+        if (reaped == 0) return false;
+        if (reaped == pid) log::get().info("event=successor_reaped successor_pid={}", pid);
+        return true;  // reaped, or no child of ours any more
+    });
+}
 
 void reload_control::request() {
     if (next_) {
@@ -83,6 +108,10 @@ void reload_control::on_outcome(bool ready, const std::string& why) {
     }
     log::get().error("event=reload_failed successor_pid={} reason=\"{}\"", pid, why);
     notify_service_manager("READY=1");  // still the one serving
+    if (!next_->reaped()) {
+        stopped_.push_back(pid);
+        reap_stopped();  // it may have exited before it was on the list
+    }
     // Not from inside the successor's own handler.
     net::post(control_, [this] {
         next_.reset();

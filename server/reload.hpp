@@ -5,6 +5,8 @@
 // READY=1 again when it failed. A SIGHUP during a reload may follow an edit the
 // successor did not read: it is queued, and runs once that reload is over (passed on
 // to the successor after a handover, or run here again after a failure).
+#include <sys/types.h>
+
 #include <functional>
 #include <optional>
 #include <string>
@@ -33,6 +35,8 @@ public:
 private:
     void start();
     void on_outcome(bool ready, const std::string& why);
+    void watch_children();
+    void reap_stopped();
 
     net::io_context& control_;
     std::vector<std::string> command_;
@@ -40,6 +44,10 @@ private:
     std::function<void()> lost_;
     std::optional<successor> next_;
     bool pending_ = false;
+    // Successors told to stop that had not exited yet: reaped as they exit (SIGCHLD),
+    // not left as zombies until this process exits.
+    std::vector<pid_t> stopped_;
+    net::signal_set child_signals_;
 };
 
 }  // namespace halfpipe

@@ -41,6 +41,7 @@ public:
     successor& operator=(const successor&) = delete;
 
     pid_t pid() const noexcept { return pid_; }
+    bool reaped() const noexcept { return reaped_; }
 
     // done(true) once it listens; done(false, why) when it exits first or stays silent
     // for `timeout` (then it gets SIGTERM). Either way done is the last thing that runs

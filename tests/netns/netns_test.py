@@ -567,8 +567,9 @@ def inner_reload_successor_closes_the_pipe():
         check("event=reload_failed: closed the pipe without saying it listens, within about a second",
               m is not None and took < 3, f"{took:.2f} s")
         if m:
-            check("the successor, told to stop, drains and exits",
-                  wait_until(lambda: process_state(int(m.group(1))) in (None, "Z"), 10))
+            check("the successor, told to stop, drains, exits and is reaped (no zombie)",
+                  wait_until(lambda: process_state(int(m.group(1))) is None, 10))
+            check("event=successor_reaped", log_line(hp, r"event=successor_reaped successor_pid=%s" % m.group(1), 5))
         c = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
         check_eq("the old process still relays", relay_outcomes([c], 5), ["ok"])
         c.close()
