@@ -25,8 +25,8 @@ constexpr int max_accepts_per_wake = 64;
 
 // Errors that concern one client only: take the next one at once.
 bool is_per_connection(const boost::system::error_code& ec) {
-    return ec == net::error::connection_aborted || ec == net::error::interrupted || ec == boost::system::errc::protocol_error ||
-           ec == boost::system::errc::operation_not_permitted;
+    return ec == net::error::connection_aborted || ec == net::error::interrupted ||
+           ec == boost::system::errc::protocol_error || ec == boost::system::errc::operation_not_permitted;
 }
 
 std::string_view accept_error_name(const boost::system::error_code& ec) {

@@ -8,7 +8,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <utility>
 #include <vector>
 
 #include "common/log.hpp"
@@ -96,7 +95,6 @@ public:
         if (admin) admin->start();
 
         bool stopping = false;
-        bool taken_back = false;  // a drain after a reload that ends because the successor died
         int stop_signals = 0;  // SIGTERM/SIGINT; a drain after a reload is not one
         auto start_drain = [&](int signo) {
             stopping = true;
@@ -121,7 +119,6 @@ public:
                 if (admin) admin->take_back();
                 stopping = false;
                 draining_ = false;
-                taken_back = true;
                 log::get().info("event=reload_taken_back live={}", live_sessions());
             });
         std::function<void(const boost::system::error_code&, int)> on_signal;
@@ -162,7 +159,7 @@ public:
             const auto drain_deadline = clock::now() + cfg_.drain_timeout;
             while (live_sessions() > 0 && clock::now() < drain_deadline && stopping)
                 control.run_for(drain_poll_interval);
-            if (!std::exchange(taken_back, false)) break;
+            if (stopping) break;  // else taken back: serving again
         }
         if (auto left = live_sessions(); left > 0) {
             log::get().info("event=drain_timeout live={}", left);
