@@ -112,8 +112,14 @@ struct listener_config {
     bool operator==(const listener_config&) const = default;
 };
 
+// off: the kernel moves worker threads between cores as it likes. spread: worker i
+// runs on the i-th core of those the process may use (wrapping round), so a worker
+// keeps its caches and is never queued behind its sibling on one core.
+enum class cpu_affinity { off, spread };
+
 struct config {
     unsigned workers = 0;  // resolved on load: 0 in YAML (or absent) means one per core
+    enum cpu_affinity cpu_affinity = cpu_affinity::off;
     duration drain_timeout = 30s;
     bool access_log = true;
     std::optional<host_port> admin = host_port{"127.0.0.1", 9901};

@@ -25,6 +25,7 @@ po::options_description describe() {
         ("mode", po::value<std::string>(), "quick form: reverse (default, needs --upstream), connect or socks5")
         ("admin", po::value<std::string>(), "admin endpoint address, or off")
         ("workers", po::value<unsigned>(), "worker threads (0 = one per core)")
+        ("cpu-affinity", po::value<std::string>(), "off, or spread: worker i stays on the i-th allowed CPU")
         ("drain-timeout", po::value<std::string>(), "how long live connections may finish after SIGTERM, e.g. 30s")
         ("connect-timeout", po::value<std::string>(), "upstream connect timeout, every listener")
         ("idle-timeout", po::value<std::string>(), "idle timeout (or off), every listener")
@@ -69,6 +70,12 @@ void apply_overrides(const po::variables_map& vm, config::config& cfg) {
         if (n > config::max_workers)
             throw config::config_error("--workers: at most " + std::to_string(config::max_workers));
         cfg.workers = config::resolve_workers(n);
+    }
+    if (vm.count("cpu-affinity")) {
+        const auto value = text(vm, "cpu-affinity");
+        if (value != "off" && value != "spread")
+            throw config::config_error("--cpu-affinity: expected off or spread, got \"" + value + "\"");
+        cfg.cpu_affinity = value == "spread" ? config::cpu_affinity::spread : config::cpu_affinity::off;
     }
     if (vm.count("max-connections") && vm["max-connections"].as<std::size_t>() == 0)
         throw config::config_error("--max-connections: must be at least 1");

@@ -37,8 +37,10 @@ int main(int argc, char** argv) {
     halfpipe::log::init();
     auto& log = halfpipe::log::get();
     auto fd_limit = halfpipe::raise_fd_limit();
-    log.info("event=starting version={} config=\"{}\" workers={} listeners={} nofile={}", HALFPIPE_VERSION, cli.source,
-             cli.cfg.workers, cli.cfg.listeners.size(), fd_limit);
+    log.info("event=starting version={} config=\"{}\" workers={} cpu_affinity={} listeners={} nofile={}",
+             HALFPIPE_VERSION, cli.source, cli.cfg.workers,
+             cli.cfg.cpu_affinity == halfpipe::config::cpu_affinity::spread ? "spread" : "off",
+             cli.cfg.listeners.size(), fd_limit);
     if (fd_limit < 1024)
         log.warn("event=low_fd_limit nofile={} hint=\"each connection needs two descriptors; raise LimitNOFILE\"",
                  fd_limit);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "common/thread_cpu.hpp"
 #include "common/net.hpp"
 #include "server/admin/admin_backend.hpp"
 #include "server/admin/admin_server.hpp"
@@ -91,7 +92,8 @@ public:
         net::io_context control;
         net::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
         // Every address is bound: only now does any of them listen.
-        for (auto& w : workers_) w->start();
+        const auto cpus = cfg_.cpu_affinity == config::cpu_affinity::spread ? allowed_cpus() : std::vector<int>{};
+        for (auto& w : workers_) w->start(spread_cpu(cpus, w->index()));
         if (admin) admin->start();
 
         bool stopping = false;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -30,7 +31,8 @@ public:
     std::size_t index() const noexcept { return index_; }
 
     void add_acceptor(listener_runtime& listener, tcp::acceptor acceptor);
-    void start();
+    // Listens and runs the thread; on `cpu` alone when one is given.
+    void start(std::optional<int> cpu);
     // Thread-safe: these post to the worker's own thread.
     void stop_accepting();
     // After stop_accepting: every address listens again, on new sockets (SO_REUSEPORT),

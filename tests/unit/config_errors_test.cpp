@@ -91,7 +91,8 @@ TEST(config_errors, source_name_defaults_to_string) {
 
 TEST(config_errors, unknown_keys_at_every_level) {
     EXPECT_TRUE(fails_with("worker: 2\n" + listener_with(""), 1, "worker",
-                           "unknown key (expected one of: workers, drain_timeout, access_log, admin, listeners)"));
+                           "unknown key (expected one of: workers, cpu_affinity, drain_timeout, access_log, admin, "
+                           "listeners)"));
     EXPECT_TRUE(fails_with("admin:\n  address: 127.0.0.1:9901\n  port: 1\n" + listener_with(""), 3, "admin.port",
                            "unknown key (expected one of: address, token)"));
     EXPECT_TRUE(fails_with(listener_with("    bnd: 127.0.0.1:1\n"), 6, "listeners[0].bnd", "unknown key"));

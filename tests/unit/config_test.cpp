@@ -248,6 +248,21 @@ TEST(load_string, workers) {
     EXPECT_GE(load_workers("0"), 1u);
 }
 
+TEST(load_string, cpu_affinity) {
+    const auto load_affinity = [](const std::string& line) {
+        return load_string(line + "listeners: [{name: w, bind: 127.0.0.1:1, upstream: {address: h:1}}]").cpu_affinity;
+    };
+    EXPECT_EQ(load_affinity(""), cpu_affinity::off);
+    EXPECT_EQ(load_affinity("cpu_affinity: off\n"), cpu_affinity::off);
+    EXPECT_EQ(load_affinity("cpu_affinity: spread\n"), cpu_affinity::spread);
+    try {
+        load_affinity("workers: 2\ncpu_affinity: auto\n");
+        ADD_FAILURE() << "cpu_affinity: auto was accepted";
+    } catch (const config_error& e) {
+        EXPECT_EQ(std::string(e.what()), "<string>:2: cpu_affinity: expected off or spread, got \"auto\"");
+    }
+}
+
 TEST(load_string, booleans) {
     const auto access_log = [](const std::string& value) {
         return load_string("access_log: " + value +
