@@ -69,6 +69,8 @@ WORK = os.environ.get("BENCH_WORK") or "/tmp/halfpipe-bench.%d" % os.getpid()
 PIDFILE = os.path.join(WORK, "pids")
 
 WORKERS = [int(w) for w in os.environ.get("WORKERS", "1 2").split()]
+# Passes of two workers or more keep each worker on a CPU of its own, in every proxy.
+PIN = os.environ.get("PIN", "0") not in ("0", "", "false", "no")
 
 PROXIES = ["halfpipe", "haproxy", "nginx", "socat"]
 TARGETS = ["direct"] + PROXIES
@@ -364,10 +366,14 @@ class Bench:
                 "BACKEND_PORT": P["backend_" + inst], "IPERF_PROXY_PORT": P[inst + "_iperf"],
                 "IPERF_PORT": P["iperf"], "IPERF_SPLICE_PORT": P.get(inst + "_iperf_splice", 0),
                 "MAXCONN": max(7000, MEM_CONNS + 20)}
+        pin = PIN and workers > 1
+        # Thread t of process 1 on CPU t-1; nginx's auto does the same for its processes.
+        vals["HAPROXY_CPU_MAP"] = "cpu-map auto:1/1-%d 0-%d" % (workers, workers - 1) if pin else ""
+        vals["NGINX_CPU_AFFINITY"] = "worker_cpu_affinity auto;" if pin else ""
         if proxy == "halfpipe":
             cfg = render("halfpipe.yaml.tmpl", inst + ".yaml", vals)
             return [self.procs.start(inst, [HALFPIPE, "--config", cfg, "--workers", str(workers),
-                                            "--admin", "off"])]
+                                            "--admin", "off"] + (["--cpu-affinity", "spread"] if pin else []))]
         if proxy == "haproxy":
             cfg = render("haproxy.cfg.tmpl", inst + ".cfg", vals)
             return [self.procs.start(inst, ["haproxy", "-db", "-f", cfg])]
@@ -584,6 +590,10 @@ def pass_heading(title, workers):
         L += ["halfpipe `--workers %d`, HAProxy `nbthread %d`, nginx `worker_processes %d`; "
               "direct measured again in this pass. socat is not in it: it forks a process per "
               "connection and has no worker setting." % (workers, workers, workers), ""]
+        if PIN:
+            L += ["Each worker is kept on a CPU of its own (PIN=1): halfpipe `--cpu-affinity spread`, "
+                  "HAProxy `cpu-map auto:1/1-%d 0-%d`, nginx `worker_cpu_affinity auto`."
+                  % (workers, workers - 1), ""]
     return L
 
 
@@ -849,7 +859,7 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     machine = machine_info()
     params = {"QUICK": int(QUICK), "REPS": REPS, "DURATION": DURATION, "CONCS": CONCS,
-              "WORKERS": WORKERS, "IPERF_SECONDS": IPERF_SECONDS, "MEM_CONNS": MEM_CONNS,
+              "WORKERS": WORKERS, "PIN": int(PIN), "IPERF_SECONDS": IPERF_SECONDS, "MEM_CONNS": MEM_CONNS,
               "NOFILE": resource.getrlimit(resource.RLIMIT_NOFILE)[1]}
     log("params", params, "work dir", WORK)
     b = Bench()

@@ -28,6 +28,9 @@
 #   DURATION       seconds per wrk run        5   [2]
 #   CONCS          wrk connection counts      "10 50 200"   ["50"]
 #   WORKERS        worker counts, a pass each ("1" skips the two-worker pass)   "1 2"   ["1 2"]
+#   PIN=1          in passes of two workers or more, every proxy keeps each worker on a CPU of
+#                  its own: halfpipe --cpu-affinity spread, HAProxy cpu-map, nginx
+#                  worker_cpu_affinity auto   (default: the kernel places them)
 #   IPERF_SECONDS  seconds per iperf3 run     10  [2]
 #   MEM_CONNS      idle relayed connections for the memory test   10000, or what the open-file limit allows   [500]
 #   RESULTS_DIR    where latest.* go          tests/bench/results
