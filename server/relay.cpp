@@ -490,7 +490,8 @@ void on_readable(session& s, direction d, const boost::system::error_code& wait_
         h = handover{};
         h.n = channel.read(source, h.read_error);
         if (would_block(h.read_error)) {
-            if (reads > 1) note_empty_read(s, d);
+            // A splice reads on to EAGAIN whatever epoll reports: no use asking it for more.
+            if (reads > 1 && !Channel::splices) note_empty_read(s, d);
             return await_readable<Channel>(s, d);
         }
         if (h.read_error == net::error::eof) return end_of_source(s, d, events);
