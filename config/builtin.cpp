@@ -83,4 +83,18 @@ std::optional<relay_mode> parse_relay_mode(std::string_view text) noexcept {
     return std::nullopt;
 }
 
+std::string_view to_string(cpu_affinity affinity) noexcept {
+    switch (affinity) {
+        case cpu_affinity::off: return "off";
+        case cpu_affinity::spread: return "spread";
+    }
+    return "unknown";
+}
+
+std::optional<cpu_affinity> parse_cpu_affinity(std::string_view text) noexcept {
+    for (auto affinity : {cpu_affinity::off, cpu_affinity::spread})
+        if (text == to_string(affinity)) return affinity;
+    return std::nullopt;
+}
+
 }  // namespace halfpipe::config

@@ -151,6 +151,8 @@ std::string_view to_string(listener_mode mode) noexcept;
 std::optional<listener_mode> parse_listener_mode(std::string_view text) noexcept;
 std::string_view to_string(relay_mode mode) noexcept;
 std::optional<relay_mode> parse_relay_mode(std::string_view text) noexcept;
+std::string_view to_string(cpu_affinity affinity) noexcept;
+std::optional<cpu_affinity> parse_cpu_affinity(std::string_view text) noexcept;
 
 // Parsers shared by the loader and the command line; throw config_error on bad input.
 host_port parse_host_port(const std::string& text, bool require_ip_literal);

@@ -244,10 +244,9 @@ config read_config(const reader& r, const located& root, const std::filesystem::
     result.workers = resolve_workers(result.workers);
     if (auto f = m.find("cpu_affinity")) {
         auto text = r.string(*f, "off or spread");
-        if (text == "spread")
-            result.cpu_affinity = cpu_affinity::spread;
-        else if (text != "off")
-            r.fail(*f, "expected off or spread, got \"" + text + "\"");
+        auto affinity = parse_cpu_affinity(text);
+        if (!affinity) r.fail(*f, "expected off or spread, got \"" + text + "\"");
+        result.cpu_affinity = *affinity;
     }
     if (auto f = m.find("drain_timeout")) result.drain_timeout = *r.duration_value(*f, false);
     if (auto f = m.find("access_log")) result.access_log = r.boolean(*f);

@@ -72,10 +72,11 @@ void apply_overrides(const po::variables_map& vm, config::config& cfg) {
         cfg.workers = config::resolve_workers(n);
     }
     if (vm.count("cpu-affinity")) {
-        const auto value = text(vm, "cpu-affinity");
-        if (value != "off" && value != "spread")
-            throw config::config_error("--cpu-affinity: expected off or spread, got \"" + value + "\"");
-        cfg.cpu_affinity = value == "spread" ? config::cpu_affinity::spread : config::cpu_affinity::off;
+        auto affinity = config::parse_cpu_affinity(text(vm, "cpu-affinity"));
+        if (!affinity)
+            throw config::config_error("--cpu-affinity: expected off or spread, got \"" + text(vm, "cpu-affinity") +
+                                       "\"");
+        cfg.cpu_affinity = *affinity;
     }
     if (vm.count("max-connections") && vm["max-connections"].as<std::size_t>() == 0)
         throw config::config_error("--max-connections: must be at least 1");

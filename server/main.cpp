@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
     auto fd_limit = halfpipe::raise_fd_limit();
     log.info("event=starting version={} config=\"{}\" workers={} cpu_affinity={} listeners={} nofile={}",
              HALFPIPE_VERSION, cli.source, cli.cfg.workers,
-             cli.cfg.cpu_affinity == halfpipe::config::cpu_affinity::spread ? "spread" : "off",
+             halfpipe::config::to_string(cli.cfg.cpu_affinity),
              cli.cfg.listeners.size(), fd_limit);
     if (fd_limit < 1024)
         log.warn("event=low_fd_limit nofile={} hint=\"each connection needs two descriptors; raise LimitNOFILE\"",

@@ -48,6 +48,16 @@ void no_delay(const relay_pair& p) {
     return ::testing::AssertionSuccess();
 }
 
+// A connection past the exchanges that have halfpipe report each FIN apart, small
+// writes leaving at once, and halfpipe asleep again when the next bytes come.
+::testing::AssertionResult kept_alive_pair(halfpipe& proxy, upstream& server, relay_pair& p) {
+    if (auto connected = connect_pair(proxy, server, p); !connected) return connected;
+    no_delay(p);
+    auto exchanged = exchanges(p, 4);
+    std::this_thread::sleep_for(5ms);
+    return exchanged;
+}
+
 TEST(KeepAlive, SocketsReportTheFinApartOnlyOnceTheyCarryRepeatedExchanges) {
     upstream server;
     halfpipe proxy({.upstream = server.address()});
@@ -83,10 +93,7 @@ TEST(KeepAlive, FinRightBehindTheLastBytesIsPassedOnBothWays) {
     for (int i = 0; i < 30; ++i) {
         SCOPED_TRACE("connection " + std::to_string(i));
         relay_pair p;
-        ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
-        no_delay(p);
-        ASSERT_TRUE(exchanges(p, 4)) << log_of(proxy);
-        std::this_thread::sleep_for(5ms);  // halfpipe is asleep again when the last bytes come
+        ASSERT_TRUE(kept_alive_pair(proxy, server, p)) << log_of(proxy);
 
         ASSERT_TRUE(write_all_ok(p.client.get(), "last request"));
         shutdown_write(p.client.get());
@@ -112,10 +119,7 @@ TEST(KeepAlive, ResetRightBehindTheLastBytesIsPassedOn) {
     for (int i = 0; i < 10; ++i) {
         SCOPED_TRACE("connection " + std::to_string(i));
         relay_pair p;
-        ASSERT_TRUE(connect_pair(proxy, server, p)) << log_of(proxy);
-        no_delay(p);
-        ASSERT_TRUE(exchanges(p, 4)) << log_of(proxy);
-        std::this_thread::sleep_for(5ms);
+        ASSERT_TRUE(kept_alive_pair(proxy, server, p)) << log_of(proxy);
 
         ASSERT_TRUE(write_all_ok(p.up.get(), "partial answer"));
         abort_close(p.up);
