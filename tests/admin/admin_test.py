@@ -675,7 +675,9 @@ def test_connection_limit_evicts_idle():
 @test(30)
 def test_readyz_during_drain():
     up = Upstream()
-    hp = Halfpipe(up.port, "--drain-timeout", "3s")
+    # A drain long enough that a loaded CI machine (the admin thread runs at nice 10)
+    # still answers every probe below well before it ends.
+    hp = Halfpipe(up.port, "--drain-timeout", "5s")
     c, a = pair(hp, up)
     c.sendall(b"ping")
     check_eq("the relayed connection works", recv_exact(a, 4), b"ping")
@@ -683,10 +685,10 @@ def test_readyz_during_drain():
 
     t0 = time.monotonic()
     hp.proc.send_signal(signal.SIGTERM)
-    r = wait_until(lambda: (lambda r: r if r.status == 503 else None)(http(hp, "GET", "/readyz")), 2.5, 0.02)
+    r = wait_until(lambda: (lambda r: r if r.status == 503 else None)(http(hp, "GET", "/readyz")), 4, 0.02)
     elapsed = time.monotonic() - t0
     check("GET /readyz during the drain: 503", r is not None and r.status == 503, f"after {elapsed:.2f} s: {r}")
-    check("... seen before the 3 s drain ends", elapsed < 3, f"{elapsed:.2f} s")
+    check("... seen before the 5 s drain ends", elapsed < 5, f"{elapsed:.2f} s")
     check_eq("... body", r.body if r else None, b"draining\n")
     r = http(hp, "GET", "/healthz")
     check_eq("GET /healthz during the drain: still 200 (alive, only not ready)", r.status, 200)
@@ -699,12 +701,12 @@ def test_readyz_during_drain():
     check_eq("GET /readyz 2 s into the drain: still 503", r.status, 503)
 
     try:
-        code = hp.proc.wait(8)  # no second SIGTERM: that would abort the drain
+        code = hp.proc.wait(10)  # no second SIGTERM: that would abort the drain
     except subprocess.TimeoutExpired:
         code = None
     total = time.monotonic() - t0
     check_eq("halfpipe exits 0 once the drain timeout ends it", code, 0)
-    check("... after about 3 s", 2.8 <= total <= 6.5, f"{total:.2f} s")
+    check("... after about 5 s", 4.8 <= total <= 8.5, f"{total:.2f} s")
     check("the connection left at the end of the drain is logged with reason=drain_timeout",
           any("reason=drain_timeout" in l for l in hp.access_lines()), hp.access_lines())
 
@@ -1102,7 +1104,8 @@ def test_idle_timeout_metrics():
     kind, _ = read_end(c, 5)
     elapsed = time.monotonic() - t0
     check_eq("idle timeout: the client reads a reset (linger rst)", kind, "reset")
-    check("idle timeout: after about 1 s of silence", 0.9 <= elapsed <= 2.0, f"{elapsed:.2f} s")
+    # The upper bound leaves room for a CI machine loaded by the tests beside this one.
+    check("idle timeout: after about 1 s of silence", 0.9 <= elapsed <= 3.0, f"{elapsed:.2f} s")
     check_eq("idle timeout: the upstream reads a reset", read_end(a)[0], "reset")
     m = wait_until(lambda: (lambda m: m if m.total("halfpipe_connections_closed_total") else None)(scrape(hp)), 3)
     check_eq("closed_total after an idle timeout", closes(m, "default"), {("proxy", "timeout"): 1})
@@ -1111,7 +1114,7 @@ def test_idle_timeout_metrics():
     check_eq("halfpipe_connection_duration_seconds_count", m.get("halfpipe_connection_duration_seconds_count",
                                                                   listener="default"), 1)
     d = m.get("halfpipe_connection_duration_seconds_sum", listener="default")
-    check("halfpipe_connection_duration_seconds_sum about 1 s", d and 0.9 <= d <= 2.0, d)
+    check("halfpipe_connection_duration_seconds_sum about 1 s", d and 0.9 <= d <= 3.0, d)
     check_eq("bytes_total to_upstream", m.get("halfpipe_bytes_total", listener="default", direction="to_upstream"), 6)
     check_eq("no TIME_WAIT left by a reset", m.total("halfpipe_tcp_sockets", state="TIME_WAIT"), 0)
     check("access line with reason=idle_timeout", any("reason=idle_timeout" in l for l in hp.access_lines()),
@@ -1372,14 +1375,20 @@ def test_prometheus_end_to_end():
     check_eq("Prometheus: sum(halfpipe_connections) == live sessions", r and r[0][1], half_closed)
     r = prom.query('halfpipe_connections_closed_total{job="halfpipe",initiator="client",how="fin"}')
     check_eq("Prometheus: closed_total{initiator=client,how=fin}", r and r[0][1], client_first)
-    try:
-        _, body = prom.get("/api/v1/targets")
-        targets = json.loads(body)["data"]["activeTargets"]
-        t = targets[0] if targets else {}
-        check("Prometheus: the target is healthy with no scrape error",
-              t.get("health") == "up" and not t.get("lastError"), {k: t.get(k) for k in ("health", "lastError")})
-    except (OSError, ValueError, KeyError) as e:
-        check("Prometheus: /api/v1/targets", False, e)
+    # The latest scrape's health. Under a loaded CI machine one scrape may overrun its
+    # 1 s timeout (the admin thread runs at nice 10), so a clean one within 10 s will do;
+    # every scrape failing still fails the test.
+    def target():
+        try:
+            _, body = prom.get("/api/v1/targets")
+            targets = json.loads(body)["data"]["activeTargets"]
+            return targets[0] if targets else {}
+        except (OSError, ValueError, KeyError) as e:
+            return {"health": "unknown", "lastError": str(e)}
+    t = wait_until(lambda: (lambda t: t if t.get("health") == "up" and not t.get("lastError") else None)(target()),
+                   10, 0.5) or target()
+    check("Prometheus: the target is healthy with no scrape error",
+          t.get("health") == "up" and not t.get("lastError"), {k: t.get(k) for k in ("health", "lastError")})
     # Scrape warnings (a text the parser tolerates but flags) go to the log.
     r = prom.query('scrape_samples_post_metric_relabeling{job="halfpipe"}')
     check("Prometheus: samples ingested per scrape > 100", r and r[0][1] > 100, r)
