@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/thread_name.hpp"
+#include "common/thread_signals.hpp"
 
 namespace halfpipe {
 
@@ -161,7 +162,7 @@ net::awaitable<std::vector<tcp::endpoint>> name_resolver::resolve(const std::str
     if (start_thread) {
         try {
             // Detached: a thread inside getaddrinfo must not hold up the shutdown.
-            std::thread([state = shared_] { serve(state); }).detach();
+            started_without_signals([&] { return std::thread([state = shared_] { serve(state); }); }).detach();
         } catch (const std::system_error&) {  // out of threads: a running one, or the next session's try, takes it
             std::lock_guard lock(shared_->mutex);
             --shared_->threads;

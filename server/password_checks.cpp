@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/thread_name.hpp"
+#include "common/thread_signals.hpp"
 
 namespace halfpipe {
 
@@ -12,7 +13,7 @@ namespace {
 constexpr int password_nice = 10;
 }  // namespace
 
-password_checks::password_checks() : pool_(1) {
+password_checks::password_checks() : pool_(started_without_signals([] { return net::thread_pool(1); })) {
     // The pool's one thread runs this before any check; a nice value is per thread on Linux.
     net::post(pool_, [] {
         name_this_thread("halfpipe-auth");

@@ -6,6 +6,7 @@
 #include "common/log.hpp"
 #include "common/thread_cpu.hpp"
 #include "common/thread_name.hpp"
+#include "common/thread_signals.hpp"
 #include "server/endpoint_text.hpp"
 #include "server/listener.hpp"
 #include "server/socket_options.hpp"
@@ -55,12 +56,14 @@ void worker::run_accept_loop(bound_acceptor& a) {
 void worker::start(std::optional<int> cpu) {
     for (auto& a : acceptors_) a->acceptor.listen(a->listener->cfg.backlog);
     for (auto& a : acceptors_) run_accept_loop(*a);
-    thread_ = std::thread([this, cpu] {
-        name_this_thread("halfpipe-w" + std::to_string(index_));
-        // Refused (a cpuset changed meanwhile, say): the worker runs where the kernel puts it.
-        if (cpu && !bind_this_thread(*cpu))
-            log::get().warn("event=cpu_affinity_failed worker={} cpu={}", index_, *cpu);
-        context_.run();
+    thread_ = started_without_signals([this, cpu] {
+        return std::thread([this, cpu] {
+            name_this_thread("halfpipe-w" + std::to_string(index_));
+            // Refused (a cpuset changed meanwhile, say): the worker runs where the kernel puts it.
+            if (cpu && !bind_this_thread(*cpu))
+                log::get().warn("event=cpu_affinity_failed worker={} cpu={}", index_, *cpu);
+            context_.run();
+        });
     });
 }
 

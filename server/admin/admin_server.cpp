@@ -10,6 +10,7 @@
 
 #include "common/log.hpp"
 #include "common/thread_name.hpp"
+#include "common/thread_signals.hpp"
 #include "server/admin/admin_routes.hpp"
 #include "server/socket_options.hpp"
 
@@ -85,13 +86,15 @@ void admin_server::start() {
     net::co_spawn(context_, accept_loop(), [](std::exception_ptr e) {
         if (e) std::rethrow_exception(e);
     });
-    thread_ = std::thread([this] {
-        name_this_thread("halfpipe-admin");
-        // A scrape walks every TCP socket of the host through sock_diag: where the
-        // cores are busy, the relay's threads must come first. Linux takes a nice
-        // value per thread; failing to set it only costs that preference.
-        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), admin_nice);
-        context_.run();
+    thread_ = started_without_signals([this] {
+        return std::thread([this] {
+            name_this_thread("halfpipe-admin");
+            // A scrape walks every TCP socket of the host through sock_diag: where the
+            // cores are busy, the relay's threads must come first. Linux takes a nice
+            // value per thread; failing to set it only costs that preference.
+            ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), admin_nice);
+            context_.run();
+        });
     });
 }
 

@@ -13,18 +13,7 @@ namespace it {
 namespace {
 
 // Thread name → the CPUs it may run on, as /proc shows them ("0-1", "1").
-std::map<std::string, std::string> cpus_by_thread(pid_t pid) {
-    std::map<std::string, std::string> out;
-    std::error_code ec;
-    for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-        std::ifstream comm(task.path() / "comm"), status(task.path() / "status");
-        std::string name, line;
-        std::getline(comm, name);
-        while (std::getline(status, line))
-            if (line.rfind("Cpus_allowed_list:", 0) == 0) out[name] = line.substr(line.find_first_not_of(" \t", 18));
-    }
-    return out;
-}
+std::map<std::string, std::string> cpus_by_thread(pid_t pid) { return status_field_by_thread(pid, "Cpus_allowed_list"); }
 
 std::vector<int> cpus_of_this_process() {
     std::vector<int> cpus;

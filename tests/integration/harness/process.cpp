@@ -323,6 +323,28 @@ std::size_t count_threads(pid_t pid) {
     return count_dir("/proc/" + std::to_string(pid) + "/task", [](const std::string&) { return true; });
 }
 
+std::map<std::string, std::string> status_field_by_thread(pid_t pid, const std::string& field) {
+    std::map<std::string, std::string> out;
+    const std::string prefix = field + ":";
+    const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+    DIR* dir = ::opendir(tasks.c_str());
+    if (!dir) return out;
+    while (const dirent* entry = ::readdir(dir)) {
+        if (entry->d_name[0] == '.') continue;
+        const std::string task = tasks + "/" + entry->d_name;
+        std::ifstream comm(task + "/comm"), status(task + "/status");
+        std::string name, line;
+        std::getline(comm, name);
+        while (std::getline(status, line))
+            if (line.rfind(prefix, 0) == 0) {
+                const auto start = line.find_first_not_of(" \t", prefix.size());
+                out[name] = start == std::string::npos ? "" : line.substr(start);
+            }
+    }
+    ::closedir(dir);
+    return out;
+}
+
 namespace {
 // The fields of a /proc/.../stat file from the state (field 3) on. The command name
 // before them may hold spaces: they start after its closing parenthesis.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <regex>
@@ -118,6 +119,9 @@ run_result run_to_exit(const std::string& path, const std::vector<std::string>& 
 std::size_t count_socket_fds(pid_t pid);
 std::size_t count_fds(pid_t pid);
 std::size_t count_threads(pid_t pid);
+// Thread name → the value of one field of its /proc status file ("Cpus_allowed_list",
+// "SigBlk"), leading blanks cut.
+std::map<std::string, std::string> status_field_by_thread(pid_t pid, const std::string& field);
 // SIGSTOP, then waits (up to 2 s) until every thread has stopped: kill() returns
 // before they do. False if they did not.
 bool stop_and_wait(pid_t pid);
