@@ -16,7 +16,9 @@ only) and stops them when it ends. Tests, interleaved and rotated per repetition
     also with relay: splice); one-worker pass only, as one stream is one connection
   - memory: PSS/RSS growth of the proxy per idle relayed connection (MEM_CONNS of them);
     one-worker pass only
-Writes results/latest.{md,json,png}; every run in the JSON names its pass ("workers").
+Writes results/latest.{md,json,png}; every run in the JSON names its pass ("workers"). The
+targets (targets.py) are judged at the head of latest.md, in the JSON and in the last lines
+printed.
 """
 
 import json
@@ -31,6 +33,8 @@ import string
 import subprocess
 import sys
 import time
+
+import targets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONF = os.path.join(HERE, "conf")
@@ -664,7 +668,7 @@ def passes_note(passes):
                    "stream is one connection, which one worker relays.")
 
 
-def write_markdown(path, machine, params, s, errors):
+def write_markdown(path, machine, params, s, runs, errors):
     passes = pass_counts(s["http_keepalive"] + s["http_close"]) or [1]
     L = ["# halfpipe benchmarks", "",
          "- date: %s" % machine["date"],
@@ -679,6 +683,8 @@ def write_markdown(path, machine, params, s, errors):
          "ratios to the direct run of the same repetition (and pass). CPU is the proxy's "
          "utime+stime (whole process tree, all threads) per request, and per GB that iperf3 "
          "received."]
+    for w in passes:
+        L += targets.markdown(targets.evaluate(runs, w), "Targets, " + workers_phrase(w))
     L += keepalive_section(s["http_keepalive"], params)
     L += close_section(s["http_close"])
     L += one_worker_sections(s, params)
@@ -841,7 +847,7 @@ def rerender(json_path):
     os.makedirs(WORK, exist_ok=True)
     s = summarize(d["runs"])
     out = os.path.dirname(os.path.abspath(json_path))
-    write_markdown(os.path.join(out, "latest.md"), d["machine"], d["params"], s, d["errors"])
+    write_markdown(os.path.join(out, "latest.md"), d["machine"], d["params"], s, d["runs"], d["errors"])
     write_chart(os.path.join(out, "latest.png"), d["machine"], s)
     shutil.rmtree(WORK, ignore_errors=True)
     return 0
@@ -876,15 +882,19 @@ def main():
         b.procs.stop_all()
     params["elapsed_s"] = round(time.time() - t0, 1)
     s = summarize(b.runs)
+    verdicts = {w: targets.evaluate(b.runs, w) for w in WORKERS}
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump({"machine": machine, "params": params, "ports": getattr(b, "port", {}),
-                   "summary": s, "runs": b.runs, "errors": b.errors}, f, indent=1)
-    write_markdown(os.path.join(RESULTS, "latest.md"), machine, params, s, b.errors)
+                   "summary": s, "targets": verdicts, "runs": b.runs, "errors": b.errors}, f, indent=1)
+    write_markdown(os.path.join(RESULTS, "latest.md"), machine, params, s, b.runs, b.errors)
     try:
         write_chart(os.path.join(RESULTS, "latest.png"), machine, s)
     except Exception as e:
         b.errors.append("chart: %r" % e)
         log("chart failed:", repr(e))
+    for w, rows in verdicts.items():
+        for line in targets.summary_lines(rows):
+            log("target, %s: %s" % (workers_phrase(w), line))
     log("wrote", RESULTS + "/latest.{md,json,png}", "in %.0fs" % params["elapsed_s"])
     return 1 if b.errors else 0
 
