@@ -121,6 +121,9 @@ struct config {
     unsigned workers = 0;  // resolved on load: 0 in YAML (or absent) means one per core
     enum cpu_affinity cpu_affinity = cpu_affinity::off;
     duration drain_timeout = 30s;
+    // A host-name lookup gives up after about this long (each DNS server in resolv.conf
+    // asked once, for its share); nullopt: resolv.conf's own timeout and attempts.
+    std::optional<duration> resolve_timeout = 5s;
     bool access_log = true;
     std::optional<host_port> admin = host_port{"127.0.0.1", 9901};
     std::optional<std::string> admin_token;  // when set, POSTs to the admin endpoint need "Bearer <token>"

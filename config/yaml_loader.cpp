@@ -237,7 +237,8 @@ void read_admin(const reader& r, const located& at, bind_claims& claims, config&
 
 config read_config(const reader& r, const located& root, const std::filesystem::path& base_dir) {
     if (root.node.IsNull()) r.fail(root, "the configuration is empty (at least `listeners` is required)");
-    const auto m = r.map(root, {"workers", "cpu_affinity", "drain_timeout", "access_log", "admin", "listeners"});
+    const auto m = r.map(root, {"workers", "cpu_affinity", "drain_timeout", "resolve_timeout", "access_log", "admin",
+                                  "listeners"});
     config result;
     bind_claims claims;
     if (auto f = m.find("workers")) result.workers = static_cast<unsigned>(r.integer(*f, 0, max_workers));
@@ -249,6 +250,7 @@ config read_config(const reader& r, const located& root, const std::filesystem::
         result.cpu_affinity = *affinity;
     }
     if (auto f = m.find("drain_timeout")) result.drain_timeout = *r.duration_value(*f, false);
+    if (auto f = m.find("resolve_timeout")) result.resolve_timeout = r.duration_value(*f, true);
     if (auto f = m.find("access_log")) result.access_log = r.boolean(*f);
     if (auto f = m.find("admin")) read_admin(r, *f, claims, result);
 

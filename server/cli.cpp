@@ -27,6 +27,7 @@ po::options_description describe() {
         ("workers", po::value<unsigned>(), "worker threads (0 = one per core)")
         ("cpu-affinity", po::value<std::string>(), "off, or spread: worker i stays on the i-th allowed CPU")
         ("drain-timeout", po::value<std::string>(), "how long live connections may finish after SIGTERM, e.g. 30s")
+        ("resolve-timeout", po::value<std::string>(), "bound on a host-name lookup, e.g. 5s, or off (resolv.conf's)")
         ("connect-timeout", po::value<std::string>(), "upstream connect timeout, every listener")
         ("idle-timeout", po::value<std::string>(), "idle timeout (or off), every listener")
         ("half-close-timeout", po::value<std::string>(), "half-close timeout (or off), every listener")
@@ -81,6 +82,7 @@ void apply_overrides(const po::variables_map& vm, config::config& cfg) {
     if (vm.count("max-connections") && vm["max-connections"].as<std::size_t>() == 0)
         throw config::config_error("--max-connections: must be at least 1");
     if (vm.count("drain-timeout")) cfg.drain_timeout = *flag_duration(vm, "drain-timeout", false);
+    if (vm.count("resolve-timeout")) cfg.resolve_timeout = flag_duration(vm, "resolve-timeout", true);
     std::optional<config::relay_mode> relay;
     if (vm.count("relay")) {
         relay = config::parse_relay_mode(text(vm, "relay"));

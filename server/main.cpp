@@ -37,9 +37,10 @@ int main(int argc, char** argv) {
     halfpipe::log::init();
     auto& log = halfpipe::log::get();
     auto fd_limit = halfpipe::raise_fd_limit();
-    log.info("event=starting version={} config=\"{}\" workers={} cpu_affinity={} listeners={} nofile={}",
-             HALFPIPE_VERSION, cli.source, cli.cfg.workers,
-             halfpipe::config::to_string(cli.cfg.cpu_affinity),
+    log.info("event=starting version={} config=\"{}\" workers={} cpu_affinity={} resolve_timeout={} listeners={} "
+             "nofile={}",
+             HALFPIPE_VERSION, cli.source, cli.cfg.workers, halfpipe::config::to_string(cli.cfg.cpu_affinity),
+             cli.cfg.resolve_timeout ? std::to_string(cli.cfg.resolve_timeout->count()) + "ms" : "off",
              cli.cfg.listeners.size(), fd_limit);
     if (fd_limit < 1024)
         log.warn("event=low_fd_limit nofile={} hint=\"each connection needs two descriptors; raise LimitNOFILE\"",

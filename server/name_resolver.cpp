@@ -1,5 +1,8 @@
 #include "server/name_resolver.hpp"
 
+#include <netinet/in.h>
+#include <resolv.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -55,18 +58,35 @@ struct name_resolver::lookup {
 };
 
 struct name_resolver::shared {
-    explicit shared(std::size_t max) : max_threads(max) {}
+    shared(std::size_t max, std::optional<std::chrono::milliseconds> t) : max_threads(max), timeout(t) {}
     std::mutex mutex;
     std::condition_variable work;
     std::deque<std::shared_ptr<lookup>> queue;
     std::unordered_map<std::string, std::shared_ptr<lookup>> in_flight;  // queued or running, by name
     const std::size_t max_threads;
+    const std::optional<std::chrono::milliseconds> timeout;
     std::size_t threads = 0;
     std::size_t idle = 0;
     bool open = true;  // false: answers go nowhere, threads leave
 };
 
 namespace {
+
+// Bounds the next lookup of this thread to about `timeout`. glibc keeps the resolver
+// state (_res) per thread: res_init() reloads resolv.conf into it (an edited file is
+// honoured), then each server is given one try of an equal share, in whole seconds,
+// its minimum; glibc leaves a state changed by hand as it is. The timing fields are
+// zeroed first: res_init() keeps nonzero ones as set by hand, and the lookup after it
+// then finds the state unlike resolv.conf and loads the file's timing over ours.
+void bound_lookups(std::chrono::milliseconds timeout) {
+    _res.retrans = 0;
+    _res.retry = 0;
+    if (::res_init() != 0) return;  // resolv.conf unreadable: glibc's defaults stand
+    const auto servers = std::max(1, _res.nscount);
+    const auto seconds = (timeout.count() + 999) / 1000;
+    _res.retrans = static_cast<int>(std::max<long long>(1, (seconds + servers - 1) / servers));
+    _res.retry = 1;
+}
 
 // Asio's own synchronous lookup, run on this thread: the same query flags and error
 // codes as its asynchronous one. The io_context is only there to own the resolver;
@@ -98,6 +118,7 @@ void name_resolver::serve(const std::shared_ptr<shared>& state) {
         auto job = std::move(state->queue.front());
         state->queue.pop_front();
         lock.unlock();
+        if (state->timeout) bound_lookups(*state->timeout);
         auto [endpoints, error] = lookup_now(job->host);
         lock.lock();
         if (!state->open) return;  // the io_contexts may be gone
@@ -117,7 +138,8 @@ void name_resolver::serve(const std::shared_ptr<shared>& state) {
     }
 }
 
-name_resolver::name_resolver(std::size_t max_threads) : shared_(std::make_shared<shared>(max_threads)) {}
+name_resolver::name_resolver(std::size_t max_threads, std::optional<std::chrono::milliseconds> timeout)
+    : shared_(std::make_shared<shared>(max_threads, timeout)) {}
 
 name_resolver::~name_resolver() {
     {

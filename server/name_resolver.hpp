@@ -5,9 +5,11 @@
 // deadline. Here lookups run on threads of their own; a session waits for its
 // answer or its deadline, whichever comes first, and an answer that comes too late
 // is dropped.
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +27,9 @@ public:
     // a while without work: a getaddrinfo waits for its DNS server, not for a core,
     // so a thread costs little but its stack, and a name that never answers holds
     // one for the resolver's own timeout (resolv.conf).
-    explicit name_resolver(std::size_t max_threads);
+    // timeout: about how long one lookup may take (config resolve_timeout); nullopt
+    // leaves resolv.conf's timeout and attempts as they are.
+    name_resolver(std::size_t max_threads, std::optional<std::chrono::milliseconds> timeout);
     // Answers stop here: none reaches an io_context after this. Threads still inside
     // getaddrinfo are not waited for; they end once it returns.
     ~name_resolver();

@@ -70,7 +70,7 @@ public:
                 l->passwords = &*passwords_;
             }
             if (lc.mode != config::listener_mode::reverse || l->upstream_literal.empty()) {
-                if (!resolver_) resolver_.emplace(resolver_threads);
+                if (!resolver_) resolver_.emplace(resolver_threads, cfg.resolve_timeout);
                 l->resolver = &*resolver_;
             }
             l->all_bound = &all_bound_;

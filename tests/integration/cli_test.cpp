@@ -140,6 +140,20 @@ TEST(Cli, EveryBindAddressIsLoggedAndRelays) {
     }
 }
 
+TEST(Cli, ResolveTimeoutIsNamedAtStart) {
+    upstream server;
+    for (const auto& [flag, logged] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{}, "5000ms"}, {{"--resolve-timeout", "1s500ms"}, "1500ms"}, {{"--resolve-timeout", "off"}, "off"}}) {
+        halfpipe proxy({.upstream = server.address(), .extra = flag});
+        EXPECT_TRUE(proxy.wait_for_line("event=starting .* resolve_timeout=" + logged + " ", 1s)) << log_of(proxy);
+    }
+    auto r = run_to_exit(halfpipe_binary(),
+                         {"--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--resolve-timeout", "2"}, 5s);
+    ASSERT_TRUE(r.exit_code.has_value());
+    EXPECT_NE(*r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("--resolve-timeout"), std::string::npos) << r.output;
+}
+
 TEST(Cli, UnknownFlagFails) {
     auto r = run_to_exit(halfpipe_binary(), {"--no-such-flag"}, 5s);
     ASSERT_TRUE(r.exit_code.has_value());

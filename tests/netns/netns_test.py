@@ -15,7 +15,11 @@ namespace of its own (so its port range and firewall touch nothing else):
   process and the service manager (sd_notify: MAINPID, READY) that it listens, the old
   one drains and exits, and no client is refused or reset meanwhile; a successor with
   a bad config is reaped and the old process serves on; one that cannot bind an address
-  never listened on the others, so no client is reset.
+  never listened on the others, so no client is reset;
+- resolve timeout: the namespace's resolv.conf names a DNS server that never answers;
+  a lookup gives up after resolve_timeout (reason=resolve_failed), so 70 such names
+  cannot hold every lookup thread for longer, and a name /etc/hosts answers gets
+  through; with resolve_timeout off (glibc's 5 s, two tries) it does not.
 
 Needs root, iproute2 and nft. Prints 'N passed, N failed'; every wait is bounded.
 """
@@ -779,10 +783,107 @@ def inner_reload_refused_without_service_manager():
         echo.wait(5)
 
 
+# Files `ip netns exec` puts over /etc/<name> for a case (from /etc/netns/<namespace>/).
+NAMESPACE_ETC = {
+    "resolve_timeout": {"resolv.conf": "nameserver 127.0.0.1\n",
+                        "hosts": "127.0.0.1 localhost\n127.0.0.1 answered.test\n"},
+}
+
+
+def inner_resolve_timeout():
+    # The DNS server: reads every query, answers none.
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dns.bind(("127.0.0.1", 53))
+    queries = []
+    threading.Thread(target=lambda: [queries.append(dns.recv(512)) for _ in iter(int, 1)], daemon=True).start()
+    echo, port = start_echo_server(close_on_eof=True)
+
+    def connect_to(hp, host):
+        c = socket.create_connection(("127.0.0.1", hp.port), timeout=5)
+        c.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        return c
+
+    def status_within(c, seconds):
+        """The reply's status code and when it came, or (None, seconds)."""
+        c.settimeout(seconds)
+        start = time.monotonic()
+        try:
+            head = c.recv(4096)
+        except (socket.timeout, OSError):
+            return None, time.monotonic() - start
+        m = re.match(rb"HTTP/1\.1 (\d+)", head)
+        return (int(m.group(1)) if m else None), time.monotonic() - start
+
+    def flood(hp, count):
+        """`count` CONNECTs to distinct names the DNS server leaves unanswered."""
+        return [connect_to(hp, f"n{i}.never.test") for i in range(count)]
+
+    def quick(*extra):
+        return HalfpipeProcess([BINARY, "--listen", "127.0.0.1:8000", "--mode", "connect", "--admin", "off",
+                                "--workers", "1", *extra])
+
+    hp = quick("--resolve-timeout", "1s")
+    try:
+        check("the start-up line names resolve_timeout=1000ms",
+              log_line(hp, r"event=starting .*resolve_timeout=1000ms ", 3))
+        c = connect_to(hp, "one.never.test")
+        status, took = status_within(c, 5)
+        check("a name the DNS server leaves unanswered fails after about 1 s",
+              status is not None and status != 200 and 0.8 <= took < 2.5, f"{status} after {took:.2f} s")
+        line = log_line(hp, r"event=access .*reason=resolve_failed", 3)
+        check("access log says resolve_failed", line is not None, (line or "").strip())
+        check("the DNS server was asked", wait_until(lambda: len(queries) > 0, 2), len(queries))
+        c.close()
+        flooded = time.monotonic()
+        held = flood(hp, 70)  # more names than lookup threads (64)
+        time.sleep(0.3)
+        start = time.monotonic()
+        c = connect_to(hp, "answered.test")
+        status, took = status_within(c, 5)
+        check("behind 70 unanswered names, a name /etc/hosts answers gets through within 1 s and a bit",
+              status == 200 and time.monotonic() - start < 2.5, f"{status} after {time.monotonic() - start:.2f} s")
+        c.close()
+        # 64 lookups at once, then the 6 left on threads that looked up before: each
+        # bounded, so every one has failed (502) within about two seconds.
+        replies = [status_within(h, max(0.1, flooded + 3.5 - time.monotonic()))[0] for h in held]
+        check("each of the 70 unanswered names failed with 502 within 3.5 s", replies == [502] * 70,
+              {r: replies.count(r) for r in set(replies)})
+        for h in held:
+            h.close()
+    finally:
+        check_eq("halfpipe exits 0 on SIGTERM, its lookups over", hp.stop(), 0)
+
+    # The same without the bound: glibc holds each lookup thread 10 s (5 s, two tries).
+    hp = quick("--resolve-timeout", "off", "--connect-timeout", "2s")
+    try:
+        check("the start-up line names resolve_timeout=off", log_line(hp, r"event=starting .*resolve_timeout=off ", 3))
+        held = flood(hp, 70)
+        time.sleep(0.3)
+        c = connect_to(hp, "answered.test")
+        status, took = status_within(c, 4)
+        check("with resolve_timeout off the answered name waits behind them until its connect deadline",
+              status != 200, f"{status} after {took:.2f} s")
+        c.close()
+        for h in held:
+            h.close()
+    finally:
+        # Lookup threads still wait for the DNS server: the process exits all the same.
+        check_eq("halfpipe exits 0 on SIGTERM, lookups still pending", hp.stop(), 0)
+        echo.stdin.close()
+        echo.wait(5)
+        dns.close()
+
+
 def run_in_namespace(case):
     ns = f"halfpipe-test-{os.getpid()}-{case}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
+    etc = os.path.join("/etc/netns", ns)
     try:
+        if case in NAMESPACE_ETC:
+            os.makedirs(etc)
+            for name, text in NAMESPACE_ETC[case].items():
+                with open(os.path.join(etc, name), "w") as f:
+                    f.write(text)
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
         out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, BINARY, "--inner", case],
                              capture_output=True, text=True, timeout=60)
@@ -795,6 +896,7 @@ def run_in_namespace(case):
             suite.current = case
             check(f"{case} ran", False, f"exit {out.returncode}")
     finally:
+        shutil.rmtree(etc, ignore_errors=True)
         subprocess.run(["ip", "netns", "del", ns])
 
 
@@ -808,6 +910,6 @@ if __name__ == "__main__":
                  "handover_no_migrate", "reload", "reload_bad_config", "reload_queued",
                  "reload_fails_before_listening", "reload_successor_closes_the_pipe", "reload_successor_lost",
                  "reload_successor_stopped",
-                 "reload_refused_without_service_manager"):
+                 "reload_refused_without_service_manager", "resolve_timeout"):
         run_in_namespace(case)
     suite.finish()

@@ -91,8 +91,8 @@ TEST(config_errors, source_name_defaults_to_string) {
 
 TEST(config_errors, unknown_keys_at_every_level) {
     EXPECT_TRUE(fails_with("worker: 2\n" + listener_with(""), 1, "worker",
-                           "unknown key (expected one of: workers, cpu_affinity, drain_timeout, access_log, admin, "
-                           "listeners)"));
+                           "unknown key (expected one of: workers, cpu_affinity, drain_timeout, resolve_timeout, "
+                           "access_log, admin, listeners)"));
     EXPECT_TRUE(fails_with("admin:\n  address: 127.0.0.1:9901\n  port: 1\n" + listener_with(""), 3, "admin.port",
                            "unknown key (expected one of: address, token)"));
     EXPECT_TRUE(fails_with(listener_with("    bnd: 127.0.0.1:1\n"), 6, "listeners[0].bnd", "unknown key"));
@@ -237,6 +237,10 @@ TEST(config_errors, durations) {
     EXPECT_TRUE(fails_with(listener_with("    timeouts: {lingering_close: 11s}\n"), 6,
                            "listeners[0].timeouts.lingering_close", "at most 10s (or off)"));
     EXPECT_TRUE(fails_with("drain_timeout: 0s\n" + listener_with(""), 1, "drain_timeout", "must be greater than 0"));
+    EXPECT_TRUE(fails_with("resolve_timeout: 0s\n" + listener_with(""), 1, "resolve_timeout",
+                           "must be greater than 0 (use off to disable)"));
+    EXPECT_TRUE(fails_with("resolve_timeout: 5\n" + listener_with(""), 1, "resolve_timeout",
+                           "a unit is required (ms, s, m or h), e.g. 5s"));
     EXPECT_TRUE(fails_with(listener_with("    timeouts: {half_close: 0s}\n"), 6, "listeners[0].timeouts.half_close",
                            "must be greater than 0 (use off to disable)"));
     EXPECT_TRUE(fails_with(listener_with("    timeouts: {max_lifetime: 1d}\n"), 6, "listeners[0].timeouts.max_lifetime",

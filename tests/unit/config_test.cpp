@@ -248,6 +248,16 @@ TEST(load_string, workers) {
     EXPECT_GE(load_workers("0"), 1u);
 }
 
+TEST(load_string, resolve_timeout) {
+    const auto load_timeout = [](const std::string& line) {
+        return load_string(line + "listeners: [{name: w, bind: 127.0.0.1:1, upstream: {address: h:1}}]")
+            .resolve_timeout;
+    };
+    EXPECT_EQ(load_timeout(""), std::optional<duration>(5s));
+    EXPECT_EQ(load_timeout("resolve_timeout: 2s500ms\n"), std::optional<duration>(2500ms));
+    EXPECT_EQ(load_timeout("resolve_timeout: off\n"), std::nullopt);
+}
+
 TEST(load_string, cpu_affinity) {
     const auto load_affinity = [](const std::string& line) {
         return load_string(line + "listeners: [{name: w, bind: 127.0.0.1:1, upstream: {address: h:1}}]").cpu_affinity;
