@@ -26,9 +26,8 @@ public:
     // Threads are started as names wait for one, up to max_threads, and leave after
     // a while without work: a getaddrinfo waits for its DNS server, not for a core,
     // so a thread costs little but its stack, and a name that never answers holds
-    // one for the resolver's own timeout (resolv.conf).
-    // timeout: about how long one lookup may take (config resolve_timeout); nullopt
-    // leaves resolv.conf's timeout and attempts as they are.
+    // one for `timeout`: about how long one lookup may take (config resolve_timeout).
+    // nullopt leaves resolv.conf's timeout and attempts as they are.
     name_resolver(std::size_t max_threads, std::optional<std::chrono::milliseconds> timeout);
     // Answers stop here: none reaches an io_context after this. Threads still inside
     // getaddrinfo are not waited for; they end once it returns.
